@@ -1,0 +1,101 @@
+//! Block ids, headers and blocks (CometBFT's header fields, borsh-encoded).
+
+use crate::commit::Commit;
+use crate::crypto::Address;
+use crate::evidence::Evidence;
+use crate::hash::{merkle_root, Hash};
+use crate::height::Height;
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Names a block: the hash of its header (which commits to the body through `data_hash`
+/// and `evidence_hash`).
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct BlockId(pub Hash);
+
+impl fmt::Debug for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "B{:?}", self.0)
+    }
+}
+
+impl fmt::Display for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Seconds and nanoseconds since the Unix epoch. Chosen by the proposer; the libraries never
+/// read a clock.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize, Serialize,
+    Deserialize,
+)]
+pub struct Timestamp {
+    pub seconds: i64,
+    pub nanos: u32,
+}
+
+/// CometBFT's block header fields. `app_hash` of block H commits to the state after block H−1.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Header {
+    pub chain_id: String,
+    pub height: Height,
+    pub time: Timestamp,
+    pub last_block_id: Option<BlockId>,
+    pub last_commit_hash: Hash,
+    pub data_hash: Hash,
+    pub validators_hash: Hash,
+    pub next_validators_hash: Hash,
+    pub consensus_hash: Hash,
+    pub app_hash: Hash,
+    pub last_results_hash: Hash,
+    pub evidence_hash: Hash,
+    pub proposer_address: Address,
+}
+
+impl Header {
+    pub fn id(&self) -> BlockId {
+        BlockId(Hash::of(self))
+    }
+}
+
+/// A block: header, transactions, evidence and the commit that finalised the previous block.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Block {
+    pub header: Header,
+    pub txs: Vec<Vec<u8>>,
+    pub evidence: Vec<Evidence>,
+    pub last_commit: Option<Commit>,
+}
+
+impl Block {
+    pub fn id(&self) -> BlockId {
+        self.header.id()
+    }
+
+    /// Merkle root of the transaction hashes, for `header.data_hash`.
+    pub fn compute_data_hash(txs: &[Vec<u8>]) -> Hash {
+        let leaves: Vec<Hash> = txs.iter().map(|tx| Hash::digest(tx)).collect();
+        merkle_root(&leaves)
+    }
+
+    /// Merkle root of the evidence hashes, for `header.evidence_hash`.
+    pub fn compute_evidence_hash(evidence: &[Evidence]) -> Hash {
+        let leaves: Vec<Hash> = evidence.iter().map(Hash::of).collect();
+        merkle_root(&leaves)
+    }
+
+    /// Whether the header's body hashes match the body. Consensus treats a block whose
+    /// header lies about its content as invalid.
+    pub fn body_matches_header(&self) -> bool {
+        self.header.data_hash == Self::compute_data_hash(&self.txs)
+            && self.header.evidence_hash == Self::compute_evidence_hash(&self.evidence)
+            && self.header.last_commit_hash
+                == self.last_commit.as_ref().map(Hash::of).unwrap_or_default()
+    }
+}
