@@ -4,4 +4,6 @@
 
 pub mod validator_set;
 
-pub use validator_set::{CommitError, Validator, ValidatorSet, ValidatorSetError, MAX_TOTAL_VOTING_POWER};
+pub use validator_set::{
+    CommitError, Validator, ValidatorSet, ValidatorSetError, MAX_TOTAL_VOTING_POWER,
+};

@@ -34,7 +34,12 @@ pub struct Validator {
 impl Validator {
     /// A validator whose address is derived from its key (the normal case).
     pub fn new(public_key: PublicKey, voting_power: u64) -> Self {
-        Validator { address: public_key.address(), public_key, voting_power, proposer_priority: 0 }
+        Validator {
+            address: public_key.address(),
+            public_key,
+            voting_power,
+            proposer_priority: 0,
+        }
     }
 }
 
@@ -87,7 +92,11 @@ impl ValidatorSet {
         if let Some(v) = validators.iter().find(|v| v.voting_power == 0) {
             return Err(ValidatorSetError::ZeroPower(v.address));
         }
-        let mut set = ValidatorSet { validators: Vec::new(), total_power: 0, proposer: None };
+        let mut set = ValidatorSet {
+            validators: Vec::new(),
+            total_power: 0,
+            proposer: None,
+        };
         set.update(validators)?;
         set.increment_proposer_priority(1);
         Ok(set)
@@ -186,8 +195,18 @@ impl ValidatorSet {
         if diff_max <= 0 {
             return;
         }
-        let max = self.validators.iter().map(|v| v.proposer_priority).max().unwrap_or(0);
-        let min = self.validators.iter().map(|v| v.proposer_priority).min().unwrap_or(0);
+        let max = self
+            .validators
+            .iter()
+            .map(|v| v.proposer_priority)
+            .max()
+            .unwrap_or(0);
+        let min = self
+            .validators
+            .iter()
+            .map(|v| v.proposer_priority)
+            .min()
+            .unwrap_or(0);
         let diff = ((max as i128) - (min as i128)).min(i64::MAX as i128) as i64;
         if diff > diff_max {
             let ratio = (diff as i128 + diff_max as i128 - 1) / diff_max as i128;
@@ -200,7 +219,11 @@ impl ValidatorSet {
 
     fn shift_by_average_priority(&mut self) {
         let n = self.validators.len() as i128;
-        let sum: i128 = self.validators.iter().map(|v| v.proposer_priority as i128).sum();
+        let sum: i128 = self
+            .validators
+            .iter()
+            .map(|v| v.proposer_priority as i128)
+            .sum();
         // Go's big.Int Div is Euclidean: the floor for a positive divisor.
         let avg = sum.div_euclid(n) as i64;
         for v in &mut self.validators {
@@ -301,7 +324,10 @@ impl ValidatorSet {
         commit: &Commit,
     ) -> Result<(), CommitError> {
         if commit.height != height {
-            return Err(CommitError::WrongHeight { expected: height.0, got: commit.height.0 });
+            return Err(CommitError::WrongHeight {
+                expected: height.0,
+                got: commit.height.0,
+            });
         }
         if commit.block_id != *block_id {
             return Err(CommitError::WrongBlock);
@@ -320,29 +346,45 @@ impl ValidatorSet {
             keys.push(v.public_key);
         }
         if !self.is_quorum(signed) {
-            return Err(CommitError::InsufficientPower { signed, total: self.total_power });
+            return Err(CommitError::InsufficientPower {
+                signed,
+                total: self.total_power,
+            });
         }
-        let messages: Vec<Vec<u8>> =
-            commit.precommits().map(|p| p.vote.sign_bytes(chain_id)).collect();
+        let messages: Vec<Vec<u8>> = commit
+            .precommits()
+            .map(|p| p.vote.sign_bytes(chain_id))
+            .collect();
         let items: Vec<BatchItem> = commit
             .signatures
             .iter()
             .zip(&messages)
             .zip(&keys)
-            .map(|((s, m), k)| BatchItem { message: m, signature: &s.signature, public_key: k })
+            .map(|((s, m), k)| BatchItem {
+                message: m,
+                signature: &s.signature,
+                public_key: k,
+            })
             .collect();
         verify_batch(&items).map_err(|e| match e {
             CryptoError::BatchItemInvalid { index } => CommitError::BadSignature {
                 index,
                 validator: commit.signatures[index].validator,
             },
-            _ => CommitError::BadSignature { index: 0, validator: commit.signatures[0].validator },
+            _ => CommitError::BadSignature {
+                index: 0,
+                validator: commit.signatures[0].validator,
+            },
         })
     }
 }
 
 fn sort_by_power(validators: &mut [Validator]) {
-    validators.sort_by(|a, b| b.voting_power.cmp(&a.voting_power).then(a.address.cmp(&b.address)));
+    validators.sort_by(|a, b| {
+        b.voting_power
+            .cmp(&a.voting_power)
+            .then(a.address.cmp(&b.address))
+    });
 }
 
 #[cfg(test)]

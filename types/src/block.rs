@@ -12,7 +12,17 @@ use std::fmt;
 /// Names a block: the hash of its header (which commits to the body through `data_hash`
 /// and `evidence_hash`).
 #[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 #[serde(transparent)]
 pub struct BlockId(pub Hash);
@@ -32,7 +42,18 @@ impl fmt::Display for BlockId {
 /// Seconds and nanoseconds since the Unix epoch. Chosen by the proposer; the libraries never
 /// read a clock.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize, Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
     Deserialize,
 )]
 pub struct Timestamp {

@@ -150,7 +150,11 @@ impl PrivateKey {
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PrivateKey(<secret for {:?}>)", self.public_key().address())
+        write!(
+            f,
+            "PrivateKey(<secret for {:?}>)",
+            self.public_key().address()
+        )
     }
 }
 
@@ -224,7 +228,11 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Result<(), CryptoError> {
         return Ok(());
     }
     for (index, item) in items.iter().enumerate() {
-        if item.public_key.verify(item.message, item.signature).is_err() {
+        if item
+            .public_key
+            .verify(item.message, item.signature)
+            .is_err()
+        {
             return Err(CryptoError::BatchItemInvalid { index });
         }
     }
@@ -261,7 +269,10 @@ mod tests {
         let pk = key(3).public_key();
         let digest = Hash::digest(&pk.to_bytes());
         assert_eq!(&pk.address().0[..], &digest.0[..20]);
-        assert_eq!(Address::from_hex(&pk.address().to_hex()).unwrap(), pk.address());
+        assert_eq!(
+            Address::from_hex(&pk.address().to_hex()).unwrap(),
+            pk.address()
+        );
         assert!(Address::from_hex("00").is_err());
     }
 
@@ -270,7 +281,10 @@ mod tests {
         // y = 2 is not on the curve (no x satisfies the equation).
         let mut bad = [0u8; 32];
         bad[0] = 2;
-        assert_eq!(PublicKey::from_bytes(&bad), Err(CryptoError::InvalidPublicKey));
+        assert_eq!(
+            PublicKey::from_bytes(&bad),
+            Err(CryptoError::InvalidPublicKey)
+        );
         assert!(borsh::from_slice::<PublicKey>(&bad).is_err());
         let good = key(4).public_key();
         let bytes = borsh::to_vec(&good).unwrap();
@@ -285,13 +299,20 @@ mod tests {
         let pks: Vec<PublicKey> = keys.iter().map(|k| k.public_key()).collect();
         let items = |sigs: &[Signature]| -> Result<(), CryptoError> {
             let items: Vec<BatchItem> = (0..8)
-                .map(|i| BatchItem { message: &msgs[i], signature: &sigs[i], public_key: &pks[i] })
+                .map(|i| BatchItem {
+                    message: &msgs[i],
+                    signature: &sigs[i],
+                    public_key: &pks[i],
+                })
                 .collect();
             verify_batch(&items)
         };
         assert_eq!(items(&sigs), Ok(()));
         sigs[5] = keys[5].sign(b"something else");
-        assert_eq!(items(&sigs), Err(CryptoError::BatchItemInvalid { index: 5 }));
+        assert_eq!(
+            items(&sigs),
+            Err(CryptoError::BatchItemInvalid { index: 5 })
+        );
         assert_eq!(verify_batch(&[]), Ok(()));
     }
 }

@@ -26,7 +26,9 @@ pub enum EvidenceError {
 
 /// CometBFT's DuplicateVoteEvidence: both votes plus the validator's power and the total
 /// power at that height (what slashing needs, without re-reading history).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub struct DuplicateVoteEvidence {
     pub vote_a: SignedVote,
     pub vote_b: SignedVote,
@@ -38,8 +40,17 @@ impl DuplicateVoteEvidence {
     /// Builds evidence with the votes in canonical order (lower block id first, nil lowest),
     /// so that the same equivocation always yields the same bytes and hash.
     pub fn new(a: SignedVote, b: SignedVote, validator_power: u64, total_power: u64) -> Self {
-        let (vote_a, vote_b) = if a.vote.block_id <= b.vote.block_id { (a, b) } else { (b, a) };
-        DuplicateVoteEvidence { vote_a, vote_b, validator_power, total_power }
+        let (vote_a, vote_b) = if a.vote.block_id <= b.vote.block_id {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        DuplicateVoteEvidence {
+            vote_a,
+            vote_b,
+            validator_power,
+            total_power,
+        }
     }
 
     /// Checks everything that can be checked without knowing the validator set: same
@@ -69,14 +80,20 @@ impl DuplicateVoteEvidence {
                 total: self.total_power,
             });
         }
-        self.vote_a.verify(chain_id, public_key).map_err(EvidenceError::BadSignature)?;
-        self.vote_b.verify(chain_id, public_key).map_err(EvidenceError::BadSignature)?;
+        self.vote_a
+            .verify(chain_id, public_key)
+            .map_err(EvidenceError::BadSignature)?;
+        self.vote_b
+            .verify(chain_id, public_key)
+            .map_err(EvidenceError::BadSignature)?;
         Ok(())
     }
 }
 
 /// All kinds of evidence a block may carry.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub enum Evidence {
     DuplicateVote(DuplicateVoteEvidence),
 }
@@ -122,9 +139,13 @@ mod tests {
         let b = vote(&key, Some(b"b"));
 
         let same = DuplicateVoteEvidence::new(a.clone(), a.clone(), 10, 40);
-        assert_eq!(same.verify(CHAIN, &key.public_key()), Err(EvidenceError::SameBlock));
+        assert_eq!(
+            same.verify(CHAIN, &key.public_key()),
+            Err(EvidenceError::SameBlock)
+        );
 
-        let two_validators = DuplicateVoteEvidence::new(a.clone(), vote(&other, Some(b"b")), 10, 40);
+        let two_validators =
+            DuplicateVoteEvidence::new(a.clone(), vote(&other, Some(b"b")), 10, 40);
         assert_eq!(
             two_validators.verify(CHAIN, &key.public_key()),
             Err(EvidenceError::DifferentValidators)
@@ -139,7 +160,10 @@ mod tests {
         );
 
         let ok = DuplicateVoteEvidence::new(a.clone(), b.clone(), 10, 40);
-        assert_eq!(ok.verify(CHAIN, &other.public_key()), Err(EvidenceError::WrongKey));
+        assert_eq!(
+            ok.verify(CHAIN, &other.public_key()),
+            Err(EvidenceError::WrongKey)
+        );
         assert!(matches!(
             ok.verify("another-chain", &key.public_key()),
             Err(EvidenceError::BadSignature(_))
@@ -154,9 +178,15 @@ mod tests {
 
         let mut swapped = ok.clone();
         std::mem::swap(&mut swapped.vote_a, &mut swapped.vote_b);
-        assert_eq!(swapped.verify(CHAIN, &key.public_key()), Err(EvidenceError::NotCanonical));
+        assert_eq!(
+            swapped.verify(CHAIN, &key.public_key()),
+            Err(EvidenceError::NotCanonical)
+        );
 
         let zero = DuplicateVoteEvidence::new(a, b, 0, 40);
-        assert!(matches!(zero.verify(CHAIN, &key.public_key()), Err(EvidenceError::BadPower { .. })));
+        assert!(matches!(
+            zero.verify(CHAIN, &key.public_key()),
+            Err(EvidenceError::BadPower { .. })
+        ));
     }
 }

@@ -6,7 +6,9 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// A SHA-256 digest.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, BorshSerialize, BorshDeserialize,
+)]
 pub struct Hash(pub [u8; 32]);
 
 impl Hash {
@@ -112,7 +114,10 @@ mod tests {
     #[test]
     fn hash_of_borsh_equals_hash_of_encoded_bytes() {
         let value = (7u64, String::from("basalt"));
-        assert_eq!(Hash::of(&value), Hash::digest(&borsh::to_vec(&value).unwrap()));
+        assert_eq!(
+            Hash::of(&value),
+            Hash::digest(&borsh::to_vec(&value).unwrap())
+        );
     }
 
     #[test]

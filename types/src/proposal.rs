@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 /// The proposer's `⟨PROPOSAL, h, round, v, validRound⟩`: the value travels separately (as a
 /// block) and is named here by its id. `pol_round` is the paper's `validRound`, `None` for -1.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub struct Proposal {
     pub height: Height,
     pub round: Round,
@@ -25,11 +27,16 @@ impl Proposal {
 
     pub fn sign(self, chain_id: &str, key: &PrivateKey) -> SignedProposal {
         let signature = key.sign(&self.sign_bytes(chain_id));
-        SignedProposal { proposal: self, signature }
+        SignedProposal {
+            proposal: self,
+            signature,
+        }
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub struct SignedProposal {
     pub proposal: Proposal,
     pub signature: Signature,

@@ -10,7 +10,18 @@ use serde::{Deserialize, Serialize};
 /// The two voting steps of a round. The order matters: a validator signs at most one
 /// message per (height, round, step) and steps only move forward.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 pub enum VoteType {
     Prevote,
@@ -18,7 +29,9 @@ pub enum VoteType {
 }
 
 /// A vote for a block (or for nil, `block_id = None`) at one height and round.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub struct Vote {
     pub vote_type: VoteType,
     pub height: Height,
@@ -34,12 +47,17 @@ impl Vote {
 
     pub fn sign(self, chain_id: &str, key: &PrivateKey) -> SignedVote {
         let signature = key.sign(&self.sign_bytes(chain_id));
-        SignedVote { vote: self, signature }
+        SignedVote {
+            vote: self,
+            signature,
+        }
     }
 }
 
 /// A vote with its signature, as it travels between nodes.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub struct SignedVote {
     pub vote: Vote,
     pub signature: Signature,

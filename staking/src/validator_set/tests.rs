@@ -12,7 +12,12 @@ fn key(n: u64) -> PublicKey {
 fn named(name: &[u8], power: u64) -> Validator {
     let mut addr = [0u8; 20];
     addr[..name.len()].copy_from_slice(name);
-    Validator { address: Address(addr), public_key: key(power), voting_power: power, proposer_priority: 0 }
+    Validator {
+        address: Address(addr),
+        public_key: key(power),
+        voting_power: power,
+        proposer_priority: 0,
+    }
 }
 
 fn name_of(a: &Address) -> String {
@@ -22,20 +27,30 @@ fn name_of(a: &Address) -> String {
 fn indexed(i: u8, power: u64) -> Validator {
     let mut addr = [0u8; 20];
     addr[19] = i;
-    Validator { address: Address(addr), public_key: key(i as u64), voting_power: power, proposer_priority: 0 }
+    Validator {
+        address: Address(addr),
+        public_key: key(i as u64),
+        voting_power: power,
+        proposer_priority: 0,
+    }
 }
 
 #[test]
 fn cometbft_vector_foo_bar_baz() {
     // CometBFT types/validator_set_test.go, TestProposerSelection1.
-    let mut set =
-        ValidatorSet::new(vec![named(b"foo", 1000), named(b"bar", 300), named(b"baz", 330)]).unwrap();
+    let mut set = ValidatorSet::new(vec![
+        named(b"foo", 1000),
+        named(b"bar", 300),
+        named(b"baz", 330),
+    ])
+    .unwrap();
     let mut proposers = Vec::new();
     for _ in 0..99 {
         proposers.push(name_of(&set.proposer().unwrap().address));
         set.increment_proposer_priority(1);
     }
-    let expected = "foo baz foo bar foo foo baz foo bar foo foo baz foo foo bar foo baz foo foo bar \
+    let expected =
+        "foo baz foo bar foo foo baz foo bar foo foo baz foo foo bar foo baz foo foo bar \
 foo foo baz foo bar foo foo baz foo bar foo foo baz foo foo bar foo baz foo foo bar \
 foo baz foo foo bar foo baz foo foo bar foo baz foo foo foo baz bar foo foo foo baz \
 foo bar foo foo baz foo bar foo foo baz foo bar foo foo baz foo bar foo foo baz foo \
@@ -58,18 +73,21 @@ fn cometbft_vector_4_5_3_over_120_heights_gives_40_50_30() {
 #[test]
 fn equal_power_goes_in_address_order_and_heavier_validators_repeat() {
     // TestProposerSelection2, first parts.
-    let mut set = ValidatorSet::new(vec![indexed(2, 100), indexed(0, 100), indexed(1, 100)]).unwrap();
+    let mut set =
+        ValidatorSet::new(vec![indexed(2, 100), indexed(0, 100), indexed(1, 100)]).unwrap();
     for i in 0..15 {
         assert_eq!(set.proposer().unwrap().address.0[19], (i % 3) as u8);
         set.increment_proposer_priority(1);
     }
     // 400 of 600: first, but not twice in a row.
-    let mut set = ValidatorSet::new(vec![indexed(0, 100), indexed(1, 100), indexed(2, 400)]).unwrap();
+    let mut set =
+        ValidatorSet::new(vec![indexed(0, 100), indexed(1, 100), indexed(2, 400)]).unwrap();
     assert_eq!(set.proposer().unwrap().address.0[19], 2);
     set.increment_proposer_priority(1);
     assert_eq!(set.proposer().unwrap().address.0[19], 0);
     // 401 of 601: twice in a row.
-    let mut set = ValidatorSet::new(vec![indexed(0, 100), indexed(1, 100), indexed(2, 401)]).unwrap();
+    let mut set =
+        ValidatorSet::new(vec![indexed(0, 100), indexed(1, 100), indexed(2, 401)]).unwrap();
     assert_eq!(set.proposer().unwrap().address.0[19], 2);
     set.increment_proposer_priority(1);
     assert_eq!(set.proposer().unwrap().address.0[19], 2);
@@ -97,9 +115,21 @@ fn cometbft_averaging_with_voting_power_vectors() {
         (6, [6 * vp0 - 5 * total, 6 * vp1 - total, 6 * vp2], 0),
         (7, [7 * vp0 - 6 * total, 7 * vp1 - total, 7 * vp2], 0),
         (8, [8 * vp0 - 7 * total, 8 * vp1 - total, 8 * vp2], 0),
-        (9, [9 * vp0 - 7 * total, 9 * vp1 - total, 9 * vp2 - total], 2),
-        (10, [10 * vp0 - 8 * total, 10 * vp1 - total, 10 * vp2 - total], 0),
-        (11, [11 * vp0 - 9 * total, 11 * vp1 - total, 11 * vp2 - total], 0),
+        (
+            9,
+            [9 * vp0 - 7 * total, 9 * vp1 - total, 9 * vp2 - total],
+            2,
+        ),
+        (
+            10,
+            [10 * vp0 - 8 * total, 10 * vp1 - total, 10 * vp2 - total],
+            0,
+        ),
+        (
+            11,
+            [11 * vp0 - 9 * total, 11 * vp1 - total, 11 * vp2 - total],
+            0,
+        ),
     ];
     for (times, priorities, proposer) in cases {
         let mut set = base.clone();
@@ -148,8 +178,11 @@ fn a_new_validator_enters_at_minus_one_and_an_eighth_of_total_power() {
     assert_eq!(prios, vec![-10, 10]);
     set.update(vec![indexed(2, 10)]).unwrap();
     // New: -(30 + 30/8) = -33; then centre by floor((-10 + 10 - 33) / 3) = -11.
-    let prios: Vec<(u8, i64)> =
-        set.validators.iter().map(|v| (v.address.0[19], v.proposer_priority)).collect();
+    let prios: Vec<(u8, i64)> = set
+        .validators
+        .iter()
+        .map(|v| (v.address.0[19], v.proposer_priority))
+        .collect();
     assert_eq!(prios, vec![(0, 1), (1, 21), (2, -22)]);
     assert_eq!(set.total_power(), 30);
 }
@@ -158,8 +191,11 @@ fn a_new_validator_enters_at_minus_one_and_an_eighth_of_total_power() {
 fn updates_keep_priorities_change_power_and_remove() {
     let mut set = ValidatorSet::new(vec![indexed(0, 10), indexed(1, 20), indexed(2, 30)]).unwrap();
     set.increment_proposer_priority(3);
-    let before: HashMap<Address, i64> =
-        set.validators.iter().map(|v| (v.address, v.proposer_priority)).collect();
+    let before: HashMap<Address, i64> = set
+        .validators
+        .iter()
+        .map(|v| (v.address, v.proposer_priority))
+        .collect();
     set.update(vec![indexed(1, 25)]).unwrap();
     let v1 = set.get(&indexed(1, 0).address).unwrap();
     assert_eq!(v1.voting_power, 25);
@@ -171,7 +207,11 @@ fn updates_keep_priorities_change_power_and_remove() {
     set.update(vec![indexed(0, 0)]).unwrap();
     assert!(set.get(&indexed(0, 0).address).is_none());
     assert_eq!(set.total_power(), 55);
-    assert_eq!(set.validators()[0].address.0[19], 2, "sorted by power, descending");
+    assert_eq!(
+        set.validators()[0].address.0[19],
+        2,
+        "sorted by power, descending"
+    );
 }
 
 #[test]
@@ -182,15 +222,24 @@ fn invalid_updates_are_refused_and_change_nothing() {
         s.update(vec![indexed(5, 1), indexed(5, 2)]),
         Err(ValidatorSetError::Duplicate(indexed(5, 0).address))
     );
-    assert_eq!(s.update(vec![indexed(7, 0)]), Err(ValidatorSetError::RemoveUnknown(indexed(7, 0).address)));
-    assert_eq!(s.update(vec![indexed(0, 0), indexed(1, 0)]), Err(ValidatorSetError::Empty));
+    assert_eq!(
+        s.update(vec![indexed(7, 0)]),
+        Err(ValidatorSetError::RemoveUnknown(indexed(7, 0).address))
+    );
+    assert_eq!(
+        s.update(vec![indexed(0, 0), indexed(1, 0)]),
+        Err(ValidatorSetError::Empty)
+    );
     assert_eq!(
         s.update(vec![indexed(3, MAX_TOTAL_VOTING_POWER)]),
         Err(ValidatorSetError::TotalPowerOverflow)
     );
     assert_eq!(s, set);
     assert_eq!(ValidatorSet::new(vec![]), Err(ValidatorSetError::Empty));
-    assert!(matches!(ValidatorSet::new(vec![indexed(0, 0)]), Err(ValidatorSetError::ZeroPower(_))));
+    assert!(matches!(
+        ValidatorSet::new(vec![indexed(0, 0)]),
+        Err(ValidatorSetError::ZeroPower(_))
+    ));
 }
 
 #[test]
@@ -210,14 +259,22 @@ fn proposer_for_round_advances_a_copy() {
     let set = ValidatorSet::new((0..4).map(|i| indexed(i, 1)).collect()).unwrap();
     let mut stepped = set.clone();
     for r in 0..10u32 {
-        assert_eq!(set.proposer_for_round(r), stepped.proposer().unwrap().address, "round {r}");
+        assert_eq!(
+            set.proposer_for_round(r),
+            stepped.proposer().unwrap().address,
+            "round {r}"
+        );
         stepped.increment_proposer_priority(1);
     }
 }
 
 fn signed_commit(keys: &[PrivateKey], signers: &[usize], chain: &str) -> (ValidatorSet, Commit) {
-    let set = ValidatorSet::new(keys.iter().map(|k| Validator::new(k.public_key(), 10)).collect())
-        .unwrap();
+    let set = ValidatorSet::new(
+        keys.iter()
+            .map(|k| Validator::new(k.public_key(), 10))
+            .collect(),
+    )
+    .unwrap();
     let block_id = BlockId(Hash::digest(b"block"));
     let signatures = signers
         .iter()
@@ -230,10 +287,21 @@ fn signed_commit(keys: &[PrivateKey], signers: &[usize], chain: &str) -> (Valida
                 validator: keys[i].public_key().address(),
             };
             let signed = vote.sign(chain, &keys[i]);
-            CommitSig { validator: signed.vote.validator, signature: signed.signature }
+            CommitSig {
+                validator: signed.vote.validator,
+                signature: signed.signature,
+            }
         })
         .collect();
-    (set, Commit { height: Height(7), round: Round(2), block_id, signatures })
+    (
+        set,
+        Commit {
+            height: Height(7),
+            round: Round(2),
+            block_id,
+            signatures,
+        },
+    )
 }
 
 #[test]
@@ -258,7 +326,10 @@ fn commit_verification() {
     let (_, short) = signed_commit(&keys, &[0, 1], chain);
     assert_eq!(
         set.verify_commit(chain, Height(7), &id, &short),
-        Err(CommitError::InsufficientPower { signed: 20, total: 40 })
+        Err(CommitError::InsufficientPower {
+            signed: 20,
+            total: 40
+        })
     );
     let mut dup = commit.clone();
     dup.signatures.push(dup.signatures[0].clone());
@@ -277,7 +348,10 @@ fn commit_verification() {
     forged.signatures[1].signature = keys[1].sign(b"not the vote");
     assert_eq!(
         set.verify_commit(chain, Height(7), &id, &forged),
-        Err(CommitError::BadSignature { index: 1, validator: keys[1].public_key().address() })
+        Err(CommitError::BadSignature {
+            index: 1,
+            validator: keys[1].public_key().address()
+        })
     );
 }
 
