@@ -625,9 +625,9 @@ impl Engine {
 }
 
 /// Checks signer membership and signature, then counts the vote. Returns the pair
-/// (held vote, new vote) when the signer already voted differently at this round and type;
-/// the new vote is then not counted. An identical vote is refused as a duplicate before any
-/// signature work (the network delivers many duplicates).
+/// (earlier vote, new vote) when the signer already voted differently at this round and type.
+/// An identical vote is refused as a duplicate before any signature work (the network
+/// delivers many duplicates).
 fn add_verified(
     chain_id: &str,
     set: &ValidatorSet,
@@ -640,18 +640,16 @@ fn add_verified(
         .ok_or(ConsensusError::UnknownValidator(v.validator))?;
     let held = votes.get(v.round, v.vote_type, &v.validator);
     // Same content with another signature is the same vote, not an equivocation.
-    if held.is_some_and(|h| h.vote == sv.vote) {
+    if held.iter().any(|h| h.vote == sv.vote) {
         return Err(ConsensusError::Duplicate);
     }
     sv.verify(chain_id, &validator.public_key)
         .map_err(|_| ConsensusError::InvalidSignature)?;
-    if let Some(held) = held {
-        return Ok(Some((held.clone(), sv)));
-    }
+    let new = (!held.is_empty()).then(|| sv.clone());
     match votes.add(sv, validator.voting_power) {
         AddOutcome::New => Ok(None),
-        // Unreachable after the `held` check above; refusing is the safe answer anyway.
-        AddOutcome::Duplicate | AddOutcome::Conflict(_) => Err(ConsensusError::Duplicate),
+        AddOutcome::Conflict(earlier) => Ok(new.map(|n| (earlier, n))),
+        AddOutcome::Duplicate => Err(ConsensusError::Duplicate),
     }
 }
 

@@ -9,7 +9,9 @@ use basalt_types::{Height, Round, Signature};
 use borsh::{BorshDeserialize, BorshSerialize};
 
 /// Signing steps in the order they happen within a round.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize,
+)]
 pub enum SignStep {
     Propose,
     Prevote,

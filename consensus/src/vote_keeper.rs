@@ -1,5 +1,14 @@
-//! Counts votes by power for one height: once per validator per (round, type), whatever the
-//! network duplicates, and reports a second, different vote as an equivocation.
+//! Counts votes by power for one height and reports a second, different vote from one
+//! validator for the same round and type as an equivocation.
+//!
+//! The paper counts *messages*: "2f+1 ⟨PREVOTE, h, r, id(v)⟩" holds when validators with more
+//! than 2/3 of the power sent a prevote for v, even if some of them also sent something else.
+//! So a validator's power counts once for each distinct value it voted for (and once in the
+//! total of "any" votes). Counting only the first vote received would let an equivocator show
+//! different honest nodes different quorums forever: honest nodes locked on v could never
+//! convince one that saw the equivocator's nil first (a liveness bug the simulator found).
+//! Safety is unaffected: two quorums for different values overlap in more than 1/3 of the
+//! power, which must include an honest validator, and honest validators do not equivocate.
 
 use basalt_types::{Address, BlockId, Round, SignedVote, VoteType};
 use std::collections::{BTreeMap, HashMap};
@@ -11,32 +20,43 @@ pub enum AddOutcome {
     New,
     /// The very same signed vote again: ignored.
     Duplicate,
-    /// A different vote than the one already counted (returned here): not counted; the pair
-    /// is evidence of equivocation.
+    /// A vote for another value than an earlier vote of the same validator (returned here):
+    /// counted for its value; the pair is evidence of equivocation.
     Conflict(SignedVote),
 }
+
+/// A Byzantine validator may sign any number of values; beyond this many per round and type
+/// its votes are dropped, which keeps memory bounded (a few distinct values are all that
+/// ever matter).
+const MAX_VALUES_PER_VALIDATOR: usize = 4;
 
 /// Votes of one type in one round.
 #[derive(Default, Debug, Clone)]
 struct Tally {
-    votes: HashMap<Address, SignedVote>,
+    votes: HashMap<Address, Vec<SignedVote>>,
     power_by_value: HashMap<Option<BlockId>, u64>,
     power: u64,
 }
 
 impl Tally {
     fn add(&mut self, vote: SignedVote, power: u64) -> AddOutcome {
-        if let Some(existing) = self.votes.get(&vote.vote.validator) {
-            return if existing.vote == vote.vote {
-                AddOutcome::Duplicate
-            } else {
-                AddOutcome::Conflict(existing.clone())
-            };
+        let held = self.votes.entry(vote.vote.validator).or_default();
+        if held.iter().any(|h| h.vote == vote.vote) {
+            return AddOutcome::Duplicate;
+        }
+        let earlier = held.first().cloned();
+        if held.len() >= MAX_VALUES_PER_VALIDATOR {
+            return AddOutcome::Conflict(earlier.expect("non-empty"));
         }
         *self.power_by_value.entry(vote.vote.block_id).or_default() += power;
-        self.power += power;
-        self.votes.insert(vote.vote.validator, vote);
-        AddOutcome::New
+        held.push(vote);
+        match earlier {
+            Some(e) => AddOutcome::Conflict(e),
+            None => {
+                self.power += power;
+                AddOutcome::New
+            }
+        }
     }
 }
 
@@ -81,19 +101,12 @@ impl VoteKeeper {
         outcome
     }
 
-    /// The vote already held for this signer, round and type, if any (cheap duplicate check
-    /// before spending a signature verification).
-    pub fn get(
-        &self,
-        round: Round,
-        vote_type: VoteType,
-        validator: &Address,
-    ) -> Option<&SignedVote> {
+    /// The votes already held for this signer, round and type (first received first).
+    pub fn get(&self, round: Round, vote_type: VoteType, validator: &Address) -> &[SignedVote] {
         self.rounds
-            .get(&round)?
-            .tally(vote_type)
-            .votes
-            .get(validator)
+            .get(&round)
+            .and_then(|r| r.tally(vote_type).votes.get(validator))
+            .map_or(&[], |v| v.as_slice())
     }
 
     /// Power of the votes of `vote_type` in `round` for `value` (`None` = nil).
@@ -131,6 +144,7 @@ impl VoteKeeper {
             r.precommits
                 .votes
                 .values()
+                .flatten()
                 .filter(|v| v.vote.block_id == Some(value))
                 .collect()
         })
@@ -141,6 +155,7 @@ impl VoteKeeper {
         self.rounds
             .values()
             .flat_map(|r| r.prevotes.votes.values().chain(r.precommits.votes.values()))
+            .flatten()
     }
 }
 
@@ -188,17 +203,40 @@ mod tests {
     }
 
     #[test]
-    fn a_different_second_vote_is_a_conflict_and_is_not_counted() {
+    fn a_different_second_vote_is_a_conflict_counted_for_its_value_but_not_twice_in_the_total() {
         let mut vk = VoteKeeper::default();
         let first = vote(1, VoteType::Precommit, 2, Some(b"x"));
         vk.add(first.clone(), 10);
         let second = vote(1, VoteType::Precommit, 2, Some(b"y"));
-        assert_eq!(vk.add(second.clone(), 10), AddOutcome::Conflict(first));
+        assert_eq!(
+            vk.add(second.clone(), 10),
+            AddOutcome::Conflict(first.clone())
+        );
+        assert_eq!(vk.add(second.clone(), 10), AddOutcome::Duplicate);
         assert_eq!(
             vk.power_for(Round(2), VoteType::Precommit, second.vote.block_id),
-            0
+            10
+        );
+        assert_eq!(
+            vk.power_for(Round(2), VoteType::Precommit, first.vote.block_id),
+            10
         );
         assert_eq!(vk.power_any(Round(2), VoteType::Precommit), 10);
+        assert_eq!(vk.participant_power(Round(2)), 10);
+    }
+
+    #[test]
+    fn an_equivocator_cannot_grow_the_keeper_without_bound() {
+        let mut vk = VoteKeeper::default();
+        for i in 0..20u8 {
+            vk.add(vote(1, VoteType::Prevote, 0, Some(&[i])), 1);
+        }
+        let who = vote(1, VoteType::Prevote, 0, None).vote.validator;
+        assert_eq!(
+            vk.get(Round(0), VoteType::Prevote, &who).len(),
+            MAX_VALUES_PER_VALIDATOR
+        );
+        assert_eq!(vk.power_any(Round(0), VoteType::Prevote), 1);
     }
 
     #[test]

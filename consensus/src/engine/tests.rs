@@ -989,7 +989,7 @@ fn new_height_must_increase() {
 // ---------------------------------------------------------------- Equivocation
 
 #[test]
-fn conflicting_votes_yield_verifiable_evidence_once_and_count_once() {
+fn conflicting_votes_yield_verifiable_evidence_once_and_count_once_per_value() {
     let f = Fixture::new();
     let me = f.non_proposer(0);
     let (mut e, _) = f.engine(me);
@@ -1012,7 +1012,13 @@ fn conflicting_votes_yield_verifiable_evidence_once_and_count_once() {
     assert_eq!(
         e.votes().power_any(Round(0), VoteType::Prevote),
         1,
-        "the second vote is not counted"
+        "one validator in the total"
+    );
+    assert_eq!(
+        e.votes()
+            .power_for(Round(0), VoteType::Prevote, Some(value("b"))),
+        1,
+        "the second vote counts for its own value"
     );
     // A third different vote: no second report for the same position.
     let out = f.votes(&mut e, &[byz], VoteType::Prevote, 0, None);

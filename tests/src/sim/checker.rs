@@ -1,0 +1,240 @@
+//! The properties checked after every step of a run, and the violations they report.
+
+use basalt_consensus::signer::SignStep;
+use basalt_types::{Address, BlockId, DuplicateVoteEvidence, Height, PublicKey, Round, VoteType};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+/// A broken property, with enough detail to start debugging from the replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// Two honest validators decided different blocks at one height.
+    Agreement {
+        height: u64,
+        first: (usize, BlockId),
+        second: (usize, BlockId),
+    },
+    /// A decided block was never proposed, or is not a valid block.
+    Validity {
+        node: usize,
+        height: u64,
+        block: BlockId,
+        reason: &'static str,
+    },
+    /// An honest validator signed two different messages for one height/round/step.
+    HonestDoubleSign {
+        node: usize,
+        height: u64,
+        round: u32,
+        step: SignStep,
+    },
+    /// Evidence that does not verify, or that accuses an honest validator.
+    BadEvidence {
+        reporter: usize,
+        accused: Address,
+        reason: String,
+    },
+    /// A Byzantine validator equivocated and no honest validator produced evidence of it.
+    Unaccountable { node: usize },
+    /// Honest validators did not reach the target height in time after the network healed.
+    Liveness {
+        target: u64,
+        heights: Vec<(usize, u64)>,
+        deadline_ms: u64,
+    },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Agreement { height, first, second } => write!(
+                f,
+                "agreement: at height {height} node {} decided {} but node {} decided {}",
+                first.0, first.1, second.0, second.1
+            ),
+            Violation::Validity { node, height, block, reason } => {
+                write!(f, "validity: node {node} decided {block} at height {height}: {reason}")
+            }
+            Violation::HonestDoubleSign { node, height, round, step } => write!(
+                f,
+                "double sign: honest node {node} signed two different messages at {height}/{round}/{step:?}"
+            ),
+            Violation::BadEvidence { reporter, accused, reason } => {
+                write!(f, "bad evidence: node {reporter} accused {accused}: {reason}")
+            }
+            Violation::Unaccountable { node } => {
+                write!(f, "accountability: Byzantine node {node} equivocated but was never caught")
+            }
+            Violation::Liveness { target, heights, deadline_ms } => write!(
+                f,
+                "liveness: honest validators did not all reach height {target} by {deadline_ms} ms: {heights:?}"
+            ),
+        }
+    }
+}
+
+/// Collects what the run did and reports violations as they happen.
+pub struct Checker {
+    honest: Vec<bool>,
+    keys: Vec<PublicKey>,
+    by_address: HashMap<Address, usize>,
+    pub violations: Vec<Violation>,
+    decisions: HashMap<u64, (usize, BlockId)>,
+    proposed: HashSet<BlockId>,
+    honest_signed: HashMap<(usize, u64, u32, SignStep), Vec<u8>>,
+    byzantine_votes: BTreeMap<(usize, u64, u32, VoteType), HashSet<Option<BlockId>>>,
+    caught: HashSet<usize>,
+    pub decided_height: Vec<u64>,
+}
+
+impl Checker {
+    pub fn new(honest: Vec<bool>, keys: Vec<PublicKey>) -> Self {
+        let by_address = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.address(), i))
+            .collect();
+        let n = honest.len();
+        Checker {
+            honest,
+            keys,
+            by_address,
+            violations: Vec::new(),
+            decisions: HashMap::new(),
+            proposed: HashSet::new(),
+            honest_signed: HashMap::new(),
+            byzantine_votes: BTreeMap::new(),
+            caught: HashSet::new(),
+            decided_height: vec![0; n],
+        }
+    }
+
+    fn report(&mut self, v: Violation) {
+        if !self.violations.contains(&v) {
+            self.violations.push(v);
+        }
+    }
+
+    /// A signed proposal went onto the wire (from anyone).
+    pub fn proposed(&mut self, block: BlockId) {
+        self.proposed.insert(block);
+    }
+
+    /// An honest validator's signature went onto the wire.
+    pub fn honest_signed(
+        &mut self,
+        node: usize,
+        height: Height,
+        round: Round,
+        step: SignStep,
+        bytes: &[u8],
+    ) {
+        let key = (node, height.0, round.0, step);
+        match self.honest_signed.get(&key) {
+            Some(prev) if prev.as_slice() != bytes => self.report(Violation::HonestDoubleSign {
+                node,
+                height: height.0,
+                round: round.0,
+                step,
+            }),
+            Some(_) => {}
+            None => {
+                self.honest_signed.insert(key, bytes.to_vec());
+            }
+        }
+    }
+
+    /// A Byzantine validator's vote went onto the wire.
+    pub fn byzantine_vote(
+        &mut self,
+        node: usize,
+        height: Height,
+        round: Round,
+        t: VoteType,
+        block: Option<BlockId>,
+    ) {
+        self.byzantine_votes
+            .entry((node, height.0, round.0, t))
+            .or_default()
+            .insert(block);
+    }
+
+    /// An honest node decided `block` (valid according to the node's block store).
+    pub fn decided(&mut self, node: usize, height: Height, block: BlockId, valid: bool) {
+        if let Some(&(first_node, first_block)) = self.decisions.get(&height.0) {
+            if first_block != block {
+                self.report(Violation::Agreement {
+                    height: height.0,
+                    first: (first_node, first_block),
+                    second: (node, block),
+                });
+            }
+        } else {
+            self.decisions.insert(height.0, (node, block));
+        }
+        if !self.proposed.contains(&block) {
+            self.report(Violation::Validity {
+                node,
+                height: height.0,
+                block,
+                reason: "never proposed",
+            });
+        } else if !valid {
+            self.report(Violation::Validity {
+                node,
+                height: height.0,
+                block,
+                reason: "not a valid block",
+            });
+        }
+        let h = &mut self.decided_height[node];
+        *h = (*h).max(height.0);
+    }
+
+    /// An honest node's engine reported evidence.
+    pub fn evidence(&mut self, reporter: usize, ev: &DuplicateVoteEvidence) {
+        let accused = ev.vote_a.vote.validator;
+        let Some(&node) = self.by_address.get(&accused) else {
+            self.report(Violation::BadEvidence {
+                reporter,
+                accused,
+                reason: "not a validator".into(),
+            });
+            return;
+        };
+        if let Err(e) = ev.verify(crate::sim::world::CHAIN_ID, &self.keys[node]) {
+            self.report(Violation::BadEvidence {
+                reporter,
+                accused,
+                reason: e.to_string(),
+            });
+        } else if self.honest[node] {
+            self.report(Violation::BadEvidence {
+                reporter,
+                accused,
+                reason: "accuses an honest validator".into(),
+            });
+        } else {
+            self.caught.insert(node);
+        }
+    }
+
+    /// End-of-run checks: every equivocator caught.
+    pub fn finish(&mut self) {
+        let equivocators: HashSet<usize> = self
+            .byzantine_votes
+            .iter()
+            .filter(|(_, v)| v.len() > 1)
+            .map(|((n, ..), _)| *n)
+            .collect();
+        let mut missing: Vec<usize> = equivocators.difference(&self.caught).copied().collect();
+        missing.sort();
+        for node in missing {
+            self.report(Violation::Unaccountable { node });
+        }
+    }
+
+    pub fn decision(&self, height: u64) -> Option<BlockId> {
+        self.decisions.get(&height).map(|d| d.1)
+    }
+}
