@@ -9,6 +9,7 @@
 use crate::config::EngineConfig;
 use crate::error::ConsensusError;
 use crate::io::{Input, Output, Step, TimeoutKind};
+use crate::verifier::{DirectVerifier, SignatureVerifier};
 use crate::vote_keeper::{AddOutcome, VoteKeeper};
 use basalt_staking::ValidatorSet;
 use basalt_types::{
@@ -16,6 +17,7 @@ use basalt_types::{
     SignedProposal, SignedVote, Vote, VoteType,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// A Byzantine proposer may send several proposals for one round; we keep a few (all are
 /// needed when different honest nodes saw different ones) but not an unbounded number.
@@ -34,6 +36,7 @@ struct PreviousHeight {
 #[derive(Debug, Clone)]
 pub struct Engine {
     config: EngineConfig,
+    verifier: Arc<dyn SignatureVerifier>,
     me: Option<Address>,
     height: Height,
     round: Round,
@@ -59,8 +62,18 @@ impl Engine {
     /// An engine for validator `me` (`None` for a full node that follows but never signs).
     /// It does nothing until the first `Input::NewHeight`.
     pub fn new(config: EngineConfig, me: Option<Address>) -> Self {
+        Self::with_verifier(config, me, Arc::new(DirectVerifier))
+    }
+
+    /// Like [`Engine::new`], checking signatures through `verifier`.
+    pub fn with_verifier(
+        config: EngineConfig,
+        me: Option<Address>,
+        verifier: Arc<dyn SignatureVerifier>,
+    ) -> Self {
         Engine {
             config,
+            verifier,
             me,
             height: Height(0),
             round: Round(0),
@@ -344,8 +357,10 @@ impl Engine {
             .get(&p.proposer)
             .ok_or(ConsensusError::UnknownValidator(p.proposer))?
             .public_key;
-        sp.verify(&self.config.chain_id, &key)
-            .map_err(|_| ConsensusError::InvalidSignature)?;
+        let bytes = sp.proposal.sign_bytes(&self.config.chain_id);
+        if !self.verifier.verify(&key, &bytes, &sp.signature) {
+            return Err(ConsensusError::InvalidSignature);
+        }
         self.proposals
             .entry(sp.proposal.round)
             .or_default()
@@ -360,7 +375,13 @@ impl Engine {
         if v.height != self.height {
             if let Some(prev) = self.previous.as_mut().filter(|p| p.height == v.height) {
                 let chain_id = &self.config.chain_id;
-                let conflict = add_verified(chain_id, &prev.validators, &mut prev.votes, sv)?;
+                let conflict = add_verified(
+                    &*self.verifier,
+                    chain_id,
+                    &prev.validators,
+                    &mut prev.votes,
+                    sv,
+                )?;
                 if let Some(ev) = evidence_once(&prev.validators, &mut prev.reported, conflict) {
                     out.push(Output::Evidence(ev));
                 }
@@ -370,7 +391,13 @@ impl Engine {
         }
         self.check_round(v.round)?;
         let set = self.validators.as_ref().ok_or(ConsensusError::NotStarted)?;
-        let conflict = add_verified(&self.config.chain_id, set, &mut self.votes, sv)?;
+        let conflict = add_verified(
+            &*self.verifier,
+            &self.config.chain_id,
+            set,
+            &mut self.votes,
+            sv,
+        )?;
         if let Some(ev) = evidence_once(set, &mut self.reported, conflict) {
             out.push(Output::Evidence(ev));
         }
@@ -629,6 +656,7 @@ impl Engine {
 /// An identical vote is refused as a duplicate before any signature work (the network
 /// delivers many duplicates).
 fn add_verified(
+    verifier: &dyn SignatureVerifier,
     chain_id: &str,
     set: &ValidatorSet,
     votes: &mut VoteKeeper,
@@ -643,8 +671,13 @@ fn add_verified(
     if held.iter().any(|h| h.vote == sv.vote) {
         return Err(ConsensusError::Duplicate);
     }
-    sv.verify(chain_id, &validator.public_key)
-        .map_err(|_| ConsensusError::InvalidSignature)?;
+    if !verifier.verify(
+        &validator.public_key,
+        &sv.vote.sign_bytes(chain_id),
+        &sv.signature,
+    ) {
+        return Err(ConsensusError::InvalidSignature);
+    }
     let new = (!held.is_empty()).then(|| sv.clone());
     match votes.add(sv, validator.voting_power) {
         AddOutcome::New => Ok(None),

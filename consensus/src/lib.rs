@@ -11,10 +11,12 @@ mod engine;
 mod error;
 mod io;
 pub mod signer;
+mod verifier;
 mod vote_keeper;
 
 pub use config::{EngineConfig, TimeoutConfig};
 pub use engine::Engine;
 pub use error::ConsensusError;
 pub use io::{Input, Output, Step, TimeoutKind};
+pub use verifier::{DirectVerifier, SignatureVerifier};
 pub use vote_keeper::{AddOutcome, VoteKeeper};

@@ -13,6 +13,9 @@
 use basalt_types::{Address, BlockId, Round, SignedVote, VoteType};
 use std::collections::{BTreeMap, HashMap};
 
+// Iterated maps are BTreeMaps: anything that walks the held votes (re-gossip, commits) must
+// see them in the same order on every run, or seeded simulations stop being replayable.
+
 /// What adding a vote did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddOutcome {
@@ -33,7 +36,7 @@ const MAX_VALUES_PER_VALIDATOR: usize = 4;
 /// Votes of one type in one round.
 #[derive(Default, Debug, Clone)]
 struct Tally {
-    votes: HashMap<Address, Vec<SignedVote>>,
+    votes: BTreeMap<Address, Vec<SignedVote>>,
     power_by_value: HashMap<Option<BlockId>, u64>,
     power: u64,
 }

@@ -234,7 +234,131 @@ impl Checker {
         }
     }
 
-    pub fn decision(&self, height: u64) -> Option<BlockId> {
-        self.decisions.get(&height).map(|d| d.1)
+    /// Byzantine validators that signed two different votes for one position.
+    pub fn equivocators(&self) -> usize {
+        let nodes: HashSet<usize> = self
+            .byzantine_votes
+            .iter()
+            .filter(|(_, v)| v.len() > 1)
+            .map(|((n, ..), _)| *n)
+            .collect();
+        nodes.len()
+    }
+
+    /// Validators caught with verified evidence.
+    pub fn caught(&self) -> usize {
+        self.caught.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use basalt_types::{Hash, PrivateKey, Vote};
+
+    fn keys() -> Vec<PrivateKey> {
+        (1..=4u8).map(|i| PrivateKey::from_seed([i; 32])).collect()
+    }
+
+    fn checker() -> (Checker, Vec<PrivateKey>) {
+        let k = keys();
+        (
+            Checker::new(
+                vec![true, true, true, false],
+                k.iter().map(|k| k.public_key()).collect(),
+            ),
+            k,
+        )
+    }
+
+    fn id(s: &str) -> BlockId {
+        BlockId(Hash::digest(s.as_bytes()))
+    }
+
+    #[test]
+    fn conflicting_decisions_are_an_agreement_violation() {
+        let (mut c, _) = checker();
+        c.proposed(id("a"));
+        c.proposed(id("b"));
+        c.decided(0, Height(1), id("a"), true);
+        c.decided(1, Height(1), id("a"), true);
+        assert!(c.violations.is_empty());
+        c.decided(2, Height(1), id("b"), true);
+        assert!(matches!(
+            c.violations[..],
+            [Violation::Agreement { height: 1, .. }]
+        ));
+    }
+
+    #[test]
+    fn unproposed_or_invalid_decisions_are_validity_violations() {
+        let (mut c, _) = checker();
+        c.decided(0, Height(1), id("x"), true);
+        c.proposed(id("y"));
+        c.decided(0, Height(2), id("y"), false);
+        assert_eq!(c.violations.len(), 2);
+        assert!(c
+            .violations
+            .iter()
+            .all(|v| matches!(v, Violation::Validity { .. })));
+    }
+
+    #[test]
+    fn an_honest_double_sign_is_reported_but_an_identical_resign_is_not() {
+        let (mut c, _) = checker();
+        c.honest_signed(1, Height(3), Round(0), SignStep::Prevote, b"same");
+        c.honest_signed(1, Height(3), Round(0), SignStep::Prevote, b"same");
+        assert!(c.violations.is_empty());
+        c.honest_signed(1, Height(3), Round(0), SignStep::Prevote, b"other");
+        assert!(matches!(
+            c.violations[..],
+            [Violation::HonestDoubleSign { node: 1, .. }]
+        ));
+    }
+
+    fn evidence_against(k: &PrivateKey) -> DuplicateVoteEvidence {
+        let vote = |b: Option<BlockId>| {
+            Vote {
+                vote_type: VoteType::Prevote,
+                height: Height(1),
+                round: Round(0),
+                block_id: b,
+                validator: k.public_key().address(),
+            }
+            .sign(crate::sim::world::CHAIN_ID, k)
+        };
+        DuplicateVoteEvidence::new(vote(Some(id("a"))), vote(None), 1, 4)
+    }
+
+    #[test]
+    fn evidence_must_verify_and_accuse_a_byzantine_validator() {
+        let (mut c, k) = checker();
+        c.byzantine_vote(3, Height(1), Round(0), VoteType::Prevote, Some(id("a")));
+        c.byzantine_vote(3, Height(1), Round(0), VoteType::Prevote, None);
+        c.finish();
+        assert!(matches!(
+            c.violations[..],
+            [Violation::Unaccountable { node: 3 }]
+        ));
+
+        let (mut c, k2) = checker();
+        c.byzantine_vote(3, Height(1), Round(0), VoteType::Prevote, Some(id("a")));
+        c.byzantine_vote(3, Height(1), Round(0), VoteType::Prevote, None);
+        c.evidence(0, &evidence_against(&k2[3]));
+        c.finish();
+        assert!(c.violations.is_empty());
+        assert_eq!((c.equivocators(), c.caught()), (1, 1));
+
+        let (mut c, _) = checker();
+        c.evidence(0, &evidence_against(&k[1]));
+        assert!(
+            matches!(&c.violations[..], [Violation::BadEvidence { reason, .. }] if reason.contains("honest"))
+        );
+
+        let (mut c, _) = checker();
+        let mut forged = evidence_against(&k[3]);
+        forged.vote_b.signature = k[0].sign(b"forged");
+        c.evidence(0, &forged);
+        assert!(matches!(c.violations[..], [Violation::BadEvidence { .. }]));
     }
 }

@@ -8,6 +8,7 @@
 mod checker;
 mod config;
 mod faults;
+mod memo_verifier;
 mod node;
 mod world;
 

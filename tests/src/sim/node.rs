@@ -2,12 +2,13 @@
 //! chain) and what does not (everything else).
 
 use basalt_consensus::signer::SignerState;
-use basalt_consensus::{Engine, EngineConfig, Input};
+use basalt_consensus::{Engine, EngineConfig, Input, SignatureVerifier};
 use basalt_types::{
     Address, Block, BlockId, Commit, Hash, Header, Height, PrivateKey, SignedProposal, Timestamp,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::world::NetMsg;
 
@@ -61,12 +62,19 @@ pub struct Node {
     pub future: BTreeMap<u64, Vec<(usize, Rc<NetMsg>)>>,
     pub future_len: usize,
     pub own: Vec<(Rc<NetMsg>, Audience)>,
+    verifier: Arc<dyn SignatureVerifier>,
     /// Height at the previous tick: no progress since then triggers anti-entropy gossip.
     pub height_at_last_tick: u64,
 }
 
 impl Node {
-    pub fn new(index: usize, key: PrivateKey, role: Role, config: &EngineConfig) -> Self {
+    pub fn new(
+        index: usize,
+        key: PrivateKey,
+        role: Role,
+        config: &EngineConfig,
+        verifier: Arc<dyn SignatureVerifier>,
+    ) -> Self {
         let address = key.public_key().address();
         Node {
             index,
@@ -75,7 +83,8 @@ impl Node {
             role,
             up: role != Role::Silent,
             incarnation: 0,
-            engine: Engine::new(config.clone(), Some(address)),
+            engine: Engine::with_verifier(config.clone(), Some(address), verifier.clone()),
+            verifier,
             wal: Vec::new(),
             signer: SignerState::default(),
             chain: BTreeMap::new(),
@@ -100,7 +109,8 @@ impl Node {
     pub fn crash(&mut self, config: &EngineConfig) {
         self.up = false;
         self.incarnation += 1;
-        self.engine = Engine::new(config.clone(), Some(self.address));
+        self.engine =
+            Engine::with_verifier(config.clone(), Some(self.address), self.verifier.clone());
         self.blocks.clear();
         self.future.clear();
         self.future_len = 0;

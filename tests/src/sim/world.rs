@@ -3,9 +3,12 @@
 use super::checker::{Checker, Violation};
 use super::config::{ByzantineMode, PowerMode, SimConfig};
 use super::faults::FaultPlan;
+use super::memo_verifier::MemoVerifier;
 use super::node::{block_is_valid, make_block, Audience, Decided, Node, Role, WalEntry};
 use basalt_consensus::signer::{SignDecision, SignStep};
-use basalt_consensus::{ConsensusError, EngineConfig, Input, Output, TimeoutKind};
+use basalt_consensus::{
+    ConsensusError, EngineConfig, Input, Output, SignatureVerifier, TimeoutKind,
+};
 use basalt_staking::{Validator, ValidatorSet};
 use basalt_types::{
     Block, BlockId, Hash, Height, PrivateKey, Proposal, Round, SignedProposal, SignedVote, Vote,
@@ -17,6 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 
 pub const CHAIN_ID: &str = "basalt-sim";
 
@@ -105,6 +109,11 @@ pub struct SeedReport {
     pub sim_millis: u64,
     pub events: u64,
     pub messages: u64,
+    /// Faults the seed's plan applied, and Byzantine activity seen: proof a run was not vacuous.
+    pub partitions: usize,
+    pub crashes: usize,
+    pub equivocators: usize,
+    pub caught: usize,
 }
 
 struct World {
@@ -138,6 +147,10 @@ pub fn run_seed(cfg: &SimConfig, seed: u64) -> SeedReport {
         sim_millis: world.now,
         events: world.events,
         messages: world.messages,
+        partitions: world.plan.partitions.len(),
+        crashes: world.plan.crashes.len(),
+        equivocators: world.checker.equivocators(),
+        caught: world.checker.caught(),
     }
 }
 
@@ -192,10 +205,11 @@ impl World {
         .expect("simulated validator set is valid");
         let mut engine_cfg = EngineConfig::new(CHAIN_ID);
         engine_cfg.timeouts = cfg.timeouts.clone();
+        let verifier: Arc<dyn SignatureVerifier> = Arc::new(MemoVerifier::default());
         let nodes: Vec<Node> = keys
             .iter()
             .enumerate()
-            .map(|(i, k)| Node::new(i, k.clone(), roles[i], &engine_cfg))
+            .map(|(i, k)| Node::new(i, k.clone(), roles[i], &engine_cfg, verifier.clone()))
             .collect();
         let plan = if cfg.faults {
             FaultPlan::draw(&mut rng, n, &honest)
@@ -604,9 +618,9 @@ impl World {
         }
     }
 
-    /// Periodic gossip: re-send own messages of this height and our status (peers that have
-    /// decided it answer with the decision). A node stuck at the same height since the last
-    /// tick also pushes everything it holds for the height to a few random peers, so that
+    /// Periodic gossip: re-send own messages of this height. A node stuck at the same height
+    /// since the last tick also announces its height (peers that have decided it answer with
+    /// the decision) and pushes everything it holds for the height to a few random peers, so that
     /// what one honest node received, every honest node eventually receives: the gossip
     /// property the paper's liveness proof assumes (CometBFT's reactor sends peers the votes
     /// they lack). Without it an equivocator can keep two honest groups locked apart.
@@ -616,11 +630,13 @@ impl World {
             self.broadcast(node, msg, audience);
         }
         let height = self.nodes[node].engine.height();
-        self.broadcast(node, Rc::new(NetMsg::Status { height }), Audience::All);
         let stuck = self.nodes[node].height_at_last_tick == height.0;
         self.nodes[node].height_at_last_tick = height.0;
-        if stuck && self.nodes[node].is_honest() {
-            self.anti_entropy(node);
+        if stuck {
+            self.broadcast(node, Rc::new(NetMsg::Status { height }), Audience::All);
+            if self.nodes[node].is_honest() {
+                self.anti_entropy(node);
+            }
         }
     }
 
