@@ -568,7 +568,7 @@ impl Engine {
         let Some((v, vr, valid)) = candidate else {
             return false;
         };
-        let accept = valid && (self.locked.map_or(true, |(lv, lr)| lr <= vr || lv == v));
+        let accept = valid && self.locked.is_none_or(|(lv, lr)| lr <= vr || lv == v);
         self.cast(VoteType::Prevote, accept.then_some(v), out);
         self.step = Step::Prevote;
         true

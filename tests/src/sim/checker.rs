@@ -84,6 +84,8 @@ pub struct Checker {
     honest_signed: HashMap<(usize, u64, u32, SignStep), Vec<u8>>,
     byzantine_votes: BTreeMap<(usize, u64, u32, VoteType), HashSet<Option<BlockId>>>,
     caught: HashSet<usize>,
+    /// Evidence already verified (many honest nodes report the same canonical evidence).
+    verified_evidence: HashSet<basalt_types::Hash>,
     pub decided_height: Vec<u64>,
 }
 
@@ -105,6 +107,7 @@ impl Checker {
             honest_signed: HashMap::new(),
             byzantine_votes: BTreeMap::new(),
             caught: HashSet::new(),
+            verified_evidence: HashSet::new(),
             decided_height: vec![0; n],
         }
     }
@@ -202,6 +205,10 @@ impl Checker {
             });
             return;
         };
+        let id = basalt_types::Hash::of(ev);
+        if self.verified_evidence.contains(&id) {
+            return;
+        }
         if let Err(e) = ev.verify(crate::sim::world::CHAIN_ID, &self.keys[node]) {
             self.report(Violation::BadEvidence {
                 reporter,
@@ -216,6 +223,7 @@ impl Checker {
             });
         } else {
             self.caught.insert(node);
+            self.verified_evidence.insert(id);
         }
     }
 

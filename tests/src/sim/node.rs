@@ -33,7 +33,7 @@ pub enum Audience {
 #[derive(Clone, Debug)]
 pub enum WalEntry {
     Input(Input),
-    Block(Block),
+    Block(Box<Block>),
 }
 
 /// A decided height, as stored on disk.

@@ -612,9 +612,9 @@ impl World {
     fn learn_block(&mut self, node: usize, block: &Block) {
         let n = &mut self.nodes[node];
         let id = block.id();
-        if !n.blocks.contains_key(&id) {
-            n.blocks.insert(id, block.clone());
-            n.wal.push(WalEntry::Block(block.clone()));
+        if let std::collections::hash_map::Entry::Vacant(slot) = n.blocks.entry(id) {
+            slot.insert(block.clone());
+            n.wal.push(WalEntry::Block(Box::new(block.clone())));
         }
     }
 
@@ -747,7 +747,7 @@ impl World {
                 for entry in &wal {
                     match entry {
                         WalEntry::Block(b) => {
-                            n.blocks.insert(b.id(), b.clone());
+                            n.blocks.insert(b.id(), (**b).clone());
                         }
                         WalEntry::Input(input) => {
                             if let Ok(o) = n.engine.handle(input.clone()) {
