@@ -1,1 +1,15 @@
+//! Basalt's chain state machine: accounts (balance, nonce), signed transactions, the staking
+//! module, block execution and the app hash. Deterministic: no clock, no I/O, no randomness;
+//! two runtimes fed the same blocks reach the same app hash.
 
+mod error;
+mod merkle;
+mod query;
+mod runtime;
+mod tx;
+
+pub use error::TxError;
+pub use merkle::MerkleStore;
+pub use query::{DelegationView, QueryError, SupplyView};
+pub use runtime::{Account, BlockContext, BlockResult, Event, Runtime, RuntimeError, TxResult};
+pub use tx::{tx_hash, Msg, SignedTx, TxBody};

@@ -1,0 +1,441 @@
+//! Block execution.
+
+use crate::error::TxError;
+use crate::merkle::MerkleStore;
+use crate::tx::{Msg, SignedTx};
+use basalt_genesis::{Genesis, GenesisError};
+use basalt_staking::{EvidenceRejection, Payout, SlashOutcome, StakingState, ValidatorSet, ValidatorSetError, ValidatorUpdate};
+use basalt_types::{Address, Evidence, Hash};
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Whether transaction signatures still need checking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signatures {
+    Verify,
+    Trusted,
+}
+
+/// Largest transaction accepted, in bytes.
+pub const MAX_TX_BYTES: usize = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Account {
+    #[serde(with = "basalt_staking::amount")]
+    pub balance: u128,
+    pub nonce: u64,
+}
+
+/// Where every token came from and went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub(crate) struct Supply {
+    pub genesis: u128,
+    pub minted: u128,
+    pub burned: u128,
+    /// Fees and block rewards not yet paid out (no signers yet).
+    pub fee_pool: u128,
+}
+
+/// A CometBFT-style event: a type and key/value attributes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub kind: String,
+    pub attributes: Vec<(String, String)>,
+}
+
+impl Event {
+    fn new(kind: &str, attributes: &[(&str, String)]) -> Self {
+        Event { kind: kind.into(), attributes: attributes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() }
+    }
+}
+
+/// Outcome of `check_tx` / `deliver_tx`: code 0 is success.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxResult {
+    pub code: u32,
+    pub log: String,
+    pub events: Vec<Event>,
+}
+
+impl TxResult {
+    fn ok(events: Vec<Event>) -> Self {
+        TxResult { code: 0, log: String::new(), events }
+    }
+    fn err(e: &TxError) -> Self {
+        TxResult { code: e.code(), log: e.to_string(), events: Vec::new() }
+    }
+    pub fn is_ok(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// What consensus tells the runtime about a block besides its transactions.
+#[derive(Clone, Debug, Default)]
+pub struct BlockContext {
+    pub height: u64,
+    /// Consensus addresses whose precommits are in the block's last commit.
+    pub last_commit_signers: BTreeSet<Address>,
+    pub evidence: Vec<Evidence>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BlockResult {
+    pub tx_results: Vec<TxResult>,
+    pub evidence_results: Vec<Result<SlashOutcome, EvidenceRejection>>,
+    /// Changes to the consensus set, in force at height + 2.
+    pub validator_updates: Vec<ValidatorUpdate>,
+    /// The state after this block (goes into the header of block height + 1).
+    pub app_hash: Hash,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("genesis: {0}")]
+    Genesis(#[from] GenesisError),
+    #[error("genesis validator set: {0}")]
+    ValidatorSet(#[from] ValidatorSetError),
+    #[error("block height {got} does not follow the last executed height {last}")]
+    WrongHeight { last: u64, got: u64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    pub(crate) chain_id: String,
+    pub(crate) accounts: HashMap<Address, Account>,
+    dirty: HashSet<Address>,
+    pub(crate) staking: StakingState,
+    pub(crate) supply: Supply,
+    initial_height: u64,
+    /// Last executed height (initial_height − 1 before the first block).
+    height: u64,
+    store: MerkleStore,
+    app_hash: Hash,
+}
+
+fn account_key(a: &Address) -> [u8; 21] {
+    let mut k = [0u8; 21];
+    k[0] = b'a';
+    k[1..].copy_from_slice(&a.0);
+    k
+}
+
+impl Runtime {
+    /// The state at genesis and the validator set of the first height.
+    pub fn from_genesis(genesis: &Genesis) -> Result<(Runtime, ValidatorSet), RuntimeError> {
+        genesis.validate()?;
+        let mut staking = StakingState::new(genesis.app_state.staking.clone());
+        for v in &genesis.app_state.validators {
+            staking
+                .create_validator(v.operator, v.consensus_key, v.moniker.clone(), v.commission, v.self_bond)
+                .map_err(|e| GenesisError::Params(format!("validator {}: {e}", v.operator)))?;
+        }
+        let updates = staking.init_genesis_set(genesis.initial_height);
+        let set = ValidatorSet::new(updates.iter().map(|u| u.to_validator()).collect())?;
+        let mut rt = Runtime {
+            chain_id: genesis.chain_id.clone(),
+            accounts: HashMap::new(),
+            dirty: HashSet::new(),
+            staking,
+            supply: Supply { genesis: genesis.total_supply()?, ..Supply::default() },
+            initial_height: genesis.initial_height,
+            height: genesis.initial_height - 1,
+            store: MerkleStore::default(),
+            app_hash: Hash::default(),
+        };
+        for a in &genesis.app_state.accounts {
+            rt.accounts.insert(a.address, Account { balance: a.balance, nonce: 0 });
+            rt.dirty.insert(a.address);
+        }
+        rt.app_hash = rt.commit();
+        Ok((rt, set))
+    }
+
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    /// Last executed height.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// The app hash after the last executed block (at genesis: of the genesis state).
+    pub fn app_hash(&self) -> Hash {
+        self.app_hash
+    }
+
+    pub fn account(&self, address: &Address) -> Account {
+        self.accounts.get(address).copied().unwrap_or_default()
+    }
+
+    pub fn staking(&self) -> &StakingState {
+        &self.staking
+    }
+
+    fn credit(&mut self, to: Address, amount: u128) {
+        let a = self.accounts.entry(to).or_default();
+        // Cannot overflow: no balance exceeds the total supply, which fits in u128.
+        a.balance = a.balance.saturating_add(amount);
+        self.dirty.insert(to);
+    }
+
+    fn debit(&mut self, from: Address, amount: u128) {
+        let a = self.accounts.entry(from).or_default();
+        a.balance -= amount;
+        self.dirty.insert(from);
+    }
+
+    fn pay(&mut self, payouts: Vec<Payout>) {
+        for p in payouts {
+            self.credit(p.to, p.amount);
+        }
+    }
+
+    /// Decodes and checks a transaction against the current state without changing it:
+    /// size, encoding, chain id, signature, nonce (against `expected_nonce` when the mempool
+    /// has pending transactions of this sender, else the account's) and that the fee is
+    /// payable. Message checks come on top in `check_tx`.
+    fn admit(&self, bytes: &[u8], expected_nonce: Option<u64>) -> Result<SignedTx, TxError> {
+        self.admit_with(bytes, expected_nonce, Signatures::Verify)
+    }
+
+    fn admit_with(&self, bytes: &[u8], expected_nonce: Option<u64>, sigs: Signatures) -> Result<SignedTx, TxError> {
+        if bytes.len() > MAX_TX_BYTES {
+            return Err(TxError::TooLarge { size: bytes.len(), max: MAX_TX_BYTES });
+        }
+        let tx = SignedTx::decode(bytes).map_err(TxError::Malformed)?;
+        if tx.body.chain_id != self.chain_id {
+            return Err(TxError::WrongChainId { expected: self.chain_id.clone(), got: tx.body.chain_id });
+        }
+        if sigs == Signatures::Verify && !tx.verify_signature() {
+            return Err(TxError::InvalidSignature);
+        }
+        let sender = tx.sender();
+        let account = self.account(&sender);
+        let expected = expected_nonce.unwrap_or(account.nonce);
+        if tx.body.nonce < expected {
+            return Err(TxError::NonceAlreadyUsed { expected, got: tx.body.nonce });
+        }
+        if tx.body.nonce > expected {
+            return Err(TxError::NonceTooHigh { expected, got: tx.body.nonce });
+        }
+        if tx.body.fee > account.balance {
+            return Err(TxError::InsufficientFunds { account: sender, needed: tx.body.fee, available: account.balance });
+        }
+        Ok(tx)
+    }
+
+    /// Mempool admission: everything `deliver_tx` would check before running the message,
+    /// plus the message's own preconditions against the current state.
+    pub fn check_tx(&self, bytes: &[u8]) -> TxResult {
+        self.check_tx_with_nonce(bytes, None)
+    }
+
+    /// `check_tx` with the sender's next nonce as the mempool sees it (after its pending
+    /// transactions), so that back-to-back transactions from one key are admitted.
+    pub fn check_tx_with_nonce(&self, bytes: &[u8], expected_nonce: Option<u64>) -> TxResult {
+        match self.admit(bytes, expected_nonce).and_then(|tx| self.precheck_msg(&tx).map(|_| tx)) {
+            Ok(_) => TxResult::ok(Vec::new()),
+            Err(e) => TxResult::err(&e),
+        }
+    }
+
+    fn precheck_msg(&self, tx: &SignedTx) -> Result<(), TxError> {
+        let sender = tx.sender();
+        let balance = self.account(&sender).balance;
+        let needed = tx.body.fee.checked_add(tx.body.msg.spends()).ok_or(TxError::Overflow)?;
+        match &tx.body.msg {
+            Msg::Transfer { amount, .. } | Msg::Delegate { amount, .. } | Msg::Undelegate { amount, .. } if *amount == 0 => {
+                return Err(TxError::ZeroAmount)
+            }
+            Msg::Delegate { validator, .. } | Msg::Undelegate { validator, .. }
+                if self.staking.validator(validator).is_none() =>
+            {
+                return Err(TxError::UnknownValidator(*validator))
+            }
+            _ => {}
+        }
+        if needed > balance {
+            return Err(TxError::InsufficientFunds { account: sender, needed, available: balance });
+        }
+        Ok(())
+    }
+
+    /// Executes one transaction of the block being executed. A transaction refused before
+    /// its fee is taken (bad encoding, signature, chain, nonce, unpayable fee) changes
+    /// nothing; one whose message fails changes only the fee and the nonce.
+    pub(crate) fn deliver_tx(&mut self, bytes: &[u8], height: u64, sigs: Signatures) -> TxResult {
+        let tx = match self.admit_with(bytes, None, sigs) {
+            Ok(tx) => tx,
+            Err(e) => return TxResult::err(&e),
+        };
+        let sender = tx.sender();
+        self.debit(sender, tx.body.fee);
+        self.supply.fee_pool += tx.body.fee;
+        self.accounts.get_mut(&sender).expect("debited above").nonce += 1;
+        match self.apply_msg(sender, &tx.body.msg, height) {
+            Ok(mut events) => {
+                events.push(Event::new(
+                    "message",
+                    &[("action", tx.body.msg.action().to_string()), ("sender", sender.to_hex())],
+                ));
+                events.push(Event::new("tx", &[("fee", tx.body.fee.to_string())]));
+                TxResult::ok(events)
+            }
+            Err(e) => TxResult::err(&e),
+        }
+    }
+
+    fn require_funds(&self, who: Address, needed: u128) -> Result<(), TxError> {
+        let available = self.account(&who).balance;
+        if needed > available {
+            return Err(TxError::InsufficientFunds { account: who, needed, available });
+        }
+        Ok(())
+    }
+
+    /// Runs a message; checks everything before changing anything.
+    fn apply_msg(&mut self, sender: Address, msg: &Msg, height: u64) -> Result<Vec<Event>, TxError> {
+        match msg {
+            Msg::Transfer { to, amount } => {
+                if *amount == 0 {
+                    return Err(TxError::ZeroAmount);
+                }
+                self.require_funds(sender, *amount)?;
+                if *to != sender && self.account(to).balance.checked_add(*amount).is_none() {
+                    return Err(TxError::Overflow);
+                }
+                self.debit(sender, *amount);
+                self.credit(*to, *amount);
+                Ok(vec![Event::new(
+                    "transfer",
+                    &[("sender", sender.to_hex()), ("recipient", to.to_hex()), ("amount", amount.to_string())],
+                )])
+            }
+            Msg::CreateValidator { consensus_key, moniker, commission, self_bond } => {
+                self.require_funds(sender, *self_bond)?;
+                self.staking.create_validator(sender, *consensus_key, moniker.clone(), *commission, *self_bond)?;
+                self.debit(sender, *self_bond);
+                Ok(vec![Event::new(
+                    "create_validator",
+                    &[("validator", sender.to_hex()), ("amount", self_bond.to_string())],
+                )])
+            }
+            Msg::EditValidator { moniker, commission } => {
+                if self.staking.validator(&sender).is_none() {
+                    return Err(TxError::NotOperator);
+                }
+                self.staking.edit_validator(sender, moniker.clone(), *commission)?;
+                Ok(vec![Event::new("edit_validator", &[("validator", sender.to_hex())])])
+            }
+            Msg::Delegate { validator, amount } => {
+                self.require_funds(sender, *amount)?;
+                self.staking.delegate(sender, *validator, *amount)?;
+                self.debit(sender, *amount);
+                Ok(vec![Event::new(
+                    "delegate",
+                    &[("validator", validator.to_hex()), ("delegator", sender.to_hex()), ("amount", amount.to_string())],
+                )])
+            }
+            Msg::Undelegate { validator, amount } => {
+                let tokens = self.staking.undelegate(sender, *validator, *amount, height)?;
+                let completion = height + self.staking.params.unbonding_period;
+                Ok(vec![Event::new(
+                    "unbond",
+                    &[
+                        ("validator", validator.to_hex()),
+                        ("delegator", sender.to_hex()),
+                        ("amount", tokens.to_string()),
+                        ("completion_height", completion.to_string()),
+                    ],
+                )])
+            }
+            Msg::Unjail => {
+                if self.staking.validator(&sender).is_none() {
+                    return Err(TxError::NotOperator);
+                }
+                self.staking.unjail(sender, height)?;
+                Ok(vec![Event::new("unjail", &[("validator", sender.to_hex())])])
+            }
+        }
+    }
+
+    /// Executes block `ctx.height`: evidence and liveness, transactions, unbonding
+    /// maturity, rewards, active-set rotation; then commits and returns the app hash.
+    pub fn execute_block(&mut self, ctx: &BlockContext, txs: &[Vec<u8>]) -> Result<BlockResult, RuntimeError> {
+        self.execute_block_with(ctx, txs, Signatures::Verify)
+    }
+
+    /// Like `execute_block` for transactions whose signatures the node has already verified
+    /// (its mempool keeps the verdict), so that each signature is checked once per node.
+    /// Everything else is checked as usual. Never use it for transactions nobody verified.
+    pub fn execute_block_trusted(&mut self, ctx: &BlockContext, txs: &[Vec<u8>]) -> Result<BlockResult, RuntimeError> {
+        self.execute_block_with(ctx, txs, Signatures::Trusted)
+    }
+
+    fn execute_block_with(&mut self, ctx: &BlockContext, txs: &[Vec<u8>], sigs: Signatures) -> Result<BlockResult, RuntimeError> {
+        let height = ctx.height;
+        if height != self.height + 1 {
+            return Err(RuntimeError::WrongHeight { last: self.height, got: height });
+        }
+        // Begin: evidence, then liveness from the previous block's commit.
+        let mut evidence_results = Vec::with_capacity(ctx.evidence.len());
+        for ev in &ctx.evidence {
+            let Evidence::DuplicateVote(d) = ev;
+            let result = self.staking.handle_double_sign(&self.chain_id, d, height);
+            if let Ok(o) = &result {
+                self.supply.burned += o.burned();
+            }
+            evidence_results.push(result);
+        }
+        if height > self.initial_height {
+            for o in self.staking.record_liveness(height, &ctx.last_commit_signers) {
+                self.supply.burned += o.burned();
+            }
+        }
+        // Transactions.
+        let tx_results = txs.iter().map(|tx| self.deliver_tx(tx, height, sigs)).collect();
+        // End: matured unbondings, rewards, the next active set.
+        let matured = self.staking.mature_unbondings(height);
+        self.pay(matured);
+        let reward = self.staking.params.block_reward;
+        self.supply.minted += reward;
+        self.supply.fee_pool += reward;
+        let payouts = self.staking.distribute_rewards(self.supply.fee_pool, &ctx.last_commit_signers);
+        if !payouts.is_empty() {
+            self.supply.fee_pool = 0;
+            self.pay(payouts);
+        }
+        let validator_updates = self.staking.end_block(height);
+        self.height = height;
+        self.app_hash = self.commit();
+        Ok(BlockResult { tx_results, evidence_results, validator_updates, app_hash: self.app_hash })
+    }
+
+    /// Writes what changed into the Merkle store and returns the new root. Accounts are one
+    /// leaf each (only changed ones are rehashed); the staking module and the supply are one
+    /// leaf each.
+    fn commit(&mut self) -> Hash {
+        let mut dirty: Vec<Address> = self.dirty.drain().collect();
+        dirty.sort();
+        for a in dirty {
+            let account = self.accounts[&a];
+            self.store.put(&account_key(&a), &borsh::to_vec(&account).expect("borsh"));
+        }
+        self.store.put(b"staking", &borsh::to_vec(&self.staking).expect("borsh"));
+        self.store.put(b"supply", &borsh::to_vec(&self.supply).expect("borsh"));
+        self.store.put(b"height", &self.height.to_le_bytes());
+        self.store.root()
+    }
+
+    /// Every token accounted for: balances + bonded + unbonding + undistributed fees equal
+    /// genesis + minted − burned. Returns both sides.
+    pub fn supply_check(&self) -> (u128, u128) {
+        let held: u128 = self.accounts.values().map(|a| a.balance).sum::<u128>()
+            + self.staking.bonded_tokens()
+            + self.staking.unbonding_tokens()
+            + self.supply.fee_pool;
+        (held, self.supply.genesis + self.supply.minted - self.supply.burned)
+    }
+}
