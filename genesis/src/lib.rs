@@ -27,7 +27,11 @@ pub enum GenesisError {
     #[error("account {0} appears twice")]
     DuplicateAccount(Address),
     #[error("validator {operator} has zero voting power: self_bond {self_bond} is below power_reduction {power_reduction}")]
-    ZeroPower { operator: Address, self_bond: u128, power_reduction: u128 },
+    ZeroPower {
+        operator: Address,
+        self_bond: u128,
+        power_reduction: u128,
+    },
     #[error("validator {0}: commission must be at most 1000000 ppm (100%)")]
     Commission(Address),
     #[error("validator {0}: moniker must be 1 to 70 printable characters")]
@@ -78,7 +82,10 @@ pub struct ConsensusParams {
 impl Default for ConsensusParams {
     fn default() -> Self {
         ConsensusParams {
-            block: BlockParams { max_bytes: 4 * 1024 * 1024, max_txs: 20_000 },
+            block: BlockParams {
+                max_bytes: 4 * 1024 * 1024,
+                max_txs: 20_000,
+            },
             timeouts: TimeoutParams {
                 propose_ms: 3000,
                 propose_delta_ms: 500,
@@ -89,7 +96,10 @@ impl Default for ConsensusParams {
                 commit_ms: 1000,
                 max_ms: 30_000,
             },
-            evidence: EvidenceParams { max_age_blocks: 1000, max_bytes: 1024 * 1024 },
+            evidence: EvidenceParams {
+                max_age_blocks: 1000,
+                max_bytes: 1024 * 1024,
+            },
         }
     }
 }
@@ -137,7 +147,10 @@ pub struct Genesis {
 fn valid_time(t: &str) -> bool {
     // YYYY-MM-DDTHH:MM:SS[.fraction]Z
     let b = t.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r.clone())
+            .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+    };
     b.len() >= 20
         && digits(0..4)
         && b[4] == b'-'
@@ -157,7 +170,8 @@ fn valid_time(t: &str) -> bool {
 impl Genesis {
     /// Parses and validates a genesis file.
     pub fn from_json(text: &str) -> Result<Genesis, GenesisError> {
-        let g: Genesis = serde_json::from_str(text).map_err(|e| GenesisError::Parse(e.to_string()))?;
+        let g: Genesis =
+            serde_json::from_str(text).map_err(|e| GenesisError::Parse(e.to_string()))?;
         g.validate()?;
         Ok(g)
     }
@@ -175,10 +189,14 @@ impl Genesis {
     pub fn total_supply(&self) -> Result<u128, GenesisError> {
         let mut total: u128 = 0;
         for a in &self.app_state.accounts {
-            total = total.checked_add(a.balance).ok_or(GenesisError::SupplyOverflow)?;
+            total = total
+                .checked_add(a.balance)
+                .ok_or(GenesisError::SupplyOverflow)?;
         }
         for v in &self.app_state.validators {
-            total = total.checked_add(v.self_bond).ok_or(GenesisError::SupplyOverflow)?;
+            total = total
+                .checked_add(v.self_bond)
+                .ok_or(GenesisError::SupplyOverflow)?;
         }
         Ok(total)
     }
@@ -187,7 +205,9 @@ impl Genesis {
         let id = &self.chain_id;
         if id.is_empty()
             || id.len() > 50
-            || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
             return Err(GenesisError::ChainId(id.clone()));
         }
@@ -275,16 +295,21 @@ impl Genesis {
             initial_height: 1,
             consensus_params: ConsensusParams::default(),
             app_state: AppState {
-                accounts: accounts.into_iter().map(|(address, balance)| GenesisAccount { address, balance }).collect(),
+                accounts: accounts
+                    .into_iter()
+                    .map(|(address, balance)| GenesisAccount { address, balance })
+                    .collect(),
                 validators: validators
                     .into_iter()
-                    .map(|(operator, consensus_key, self_bond, moniker)| GenesisValidator {
-                        operator: operator.address(),
-                        consensus_key,
-                        self_bond,
-                        moniker,
-                        commission: Ppm(100_000),
-                    })
+                    .map(
+                        |(operator, consensus_key, self_bond, moniker)| GenesisValidator {
+                            operator: operator.address(),
+                            consensus_key,
+                            self_bond,
+                            moniker,
+                            commission: Ppm(100_000),
+                        },
+                    )
                     .collect(),
                 staking: StakingParams::default(),
             },

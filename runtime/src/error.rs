@@ -18,7 +18,11 @@ pub enum TxError {
     #[error("nonce {got} was already used (next is {expected}): replay refused")]
     NonceAlreadyUsed { expected: u64, got: u64 },
     #[error("insufficient funds: need {needed}, account {account} has {available}")]
-    InsufficientFunds { account: Address, needed: u128, available: u128 },
+    InsufficientFunds {
+        account: Address,
+        needed: u128,
+        available: u128,
+    },
     #[error("unknown validator {0}")]
     UnknownValidator(Address),
     #[error("amount must be positive")]
@@ -34,7 +38,10 @@ pub enum TxError {
     #[error("validator {operator} is jailed until height {until}")]
     StillJailed { operator: Address, until: u64 },
     #[error("delegation of {delegator} to {validator} is smaller than the amount")]
-    InsufficientDelegation { delegator: Address, validator: Address },
+    InsufficientDelegation {
+        delegator: Address,
+        validator: Address,
+    },
     #[error("commission must be at most 1000000 ppm (100%)")]
     InvalidCommission,
     #[error("moniker must be 1 to 70 printable characters")]
@@ -82,12 +89,18 @@ impl From<StakingError> for TxError {
             StakingError::Overflow => TxError::Overflow,
             StakingError::InvalidCommission => TxError::InvalidCommission,
             StakingError::InvalidMoniker => TxError::InvalidMoniker,
-            StakingError::InsufficientDelegation { delegator, validator } => {
-                TxError::InsufficientDelegation { delegator, validator }
-            }
+            StakingError::InsufficientDelegation {
+                delegator,
+                validator,
+            } => TxError::InsufficientDelegation {
+                delegator,
+                validator,
+            },
             StakingError::NotJailed(a) => TxError::NotJailed(a),
             StakingError::Tombstoned(a) => TxError::Tombstoned(a),
-            StakingError::StillJailed { operator, until } => TxError::StillJailed { operator, until },
+            StakingError::StillJailed { operator, until } => {
+                TxError::StillJailed { operator, until }
+            }
             StakingError::NotOperator => TxError::NotOperator,
         }
     }

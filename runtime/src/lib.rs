@@ -13,3 +13,6 @@ pub use merkle::MerkleStore;
 pub use query::{DelegationView, QueryError, SupplyView};
 pub use runtime::{Account, BlockContext, BlockResult, Event, Runtime, RuntimeError, TxResult};
 pub use tx::{tx_hash, Msg, SignedTx, TxBody};
+
+#[cfg(test)]
+mod tests;

@@ -23,7 +23,11 @@ pub struct MerkleStore {
 
 impl Default for MerkleStore {
     fn default() -> Self {
-        MerkleStore { buckets: vec![BTreeMap::new(); BUCKETS], nodes: vec![Hash::default(); 2 * BUCKETS], dirty: Vec::new() }
+        MerkleStore {
+            buckets: vec![BTreeMap::new(); BUCKETS],
+            nodes: vec![Hash::default(); 2 * BUCKETS],
+            dirty: Vec::new(),
+        }
     }
 }
 
@@ -116,7 +120,10 @@ mod tests {
 
     /// The root recomputed from scratch, for comparison with the incremental one.
     fn full_root(store: &MerkleStore) -> Hash {
-        let mut fresh = MerkleStore { buckets: store.buckets.clone(), ..Default::default() };
+        let mut fresh = MerkleStore {
+            buckets: store.buckets.clone(),
+            ..Default::default()
+        };
         fresh.dirty = (0..BUCKETS).collect();
         fresh.root()
     }

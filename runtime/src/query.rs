@@ -57,7 +57,10 @@ impl Runtime {
             .map(|((v, _), shares)| DelegationView {
                 validator: *v,
                 shares: *shares,
-                tokens: self.staking.validator(v).map_or(0, |r| r.tokens_for(*shares)),
+                tokens: self
+                    .staking
+                    .validator(v)
+                    .map_or(0, |r| r.tokens_for(*shares)),
             })
             .collect()
     }
@@ -76,18 +79,29 @@ impl Runtime {
 
     pub fn query(&self, path: &str) -> Result<Value, QueryError> {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let addr = |s: &str| Address::from_hex(s).map_err(|e| QueryError::BadAddress(s.to_string(), e));
+        let addr =
+            |s: &str| Address::from_hex(s).map_err(|e| QueryError::BadAddress(s.to_string(), e));
         match parts.as_slice() {
             ["account", a] => Ok(json(&self.account(&addr(a)?))),
             ["validator", a] => {
                 let a = addr(a)?;
-                self.staking.validator(&a).map(json).ok_or_else(|| QueryError::NotFound(format!("validator {a}")))
+                self.staking
+                    .validator(&a)
+                    .map(json)
+                    .ok_or_else(|| QueryError::NotFound(format!("validator {a}")))
             }
             ["validators"] => Ok(json(&self.staking.validators.values().collect::<Vec<_>>())),
             ["delegations", a] => Ok(json(&self.delegations_of(&addr(a)?))),
             ["unbonding", a] => {
                 let a = addr(a)?;
-                Ok(json(&self.staking.unbonding.iter().filter(|e| e.delegator == a).collect::<Vec<_>>()))
+                Ok(json(
+                    &self
+                        .staking
+                        .unbonding
+                        .iter()
+                        .filter(|e| e.delegator == a)
+                        .collect::<Vec<_>>(),
+                ))
             }
             ["params"] => Ok(json(&self.staking.params)),
             ["supply"] => Ok(json(&self.supply())),

@@ -4,7 +4,10 @@ use crate::error::TxError;
 use crate::merkle::MerkleStore;
 use crate::tx::{Msg, SignedTx};
 use basalt_genesis::{Genesis, GenesisError};
-use basalt_staking::{EvidenceRejection, Payout, SlashOutcome, StakingState, ValidatorSet, ValidatorSetError, ValidatorUpdate};
+use basalt_staking::{
+    EvidenceRejection, Payout, SlashOutcome, StakingState, ValidatorSet, ValidatorSetError,
+    ValidatorUpdate,
+};
 use basalt_types::{Address, Evidence, Hash};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
@@ -20,7 +23,18 @@ pub(crate) enum Signatures {
 /// Largest transaction accepted, in bytes.
 pub const MAX_TX_BYTES: usize = 64 * 1024;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct Account {
     #[serde(with = "basalt_staking::amount")]
     pub balance: u128,
@@ -46,7 +60,13 @@ pub struct Event {
 
 impl Event {
     fn new(kind: &str, attributes: &[(&str, String)]) -> Self {
-        Event { kind: kind.into(), attributes: attributes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() }
+        Event {
+            kind: kind.into(),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        }
     }
 }
 
@@ -60,10 +80,18 @@ pub struct TxResult {
 
 impl TxResult {
     fn ok(events: Vec<Event>) -> Self {
-        TxResult { code: 0, log: String::new(), events }
+        TxResult {
+            code: 0,
+            log: String::new(),
+            events,
+        }
     }
     fn err(e: &TxError) -> Self {
-        TxResult { code: e.code(), log: e.to_string(), events: Vec::new() }
+        TxResult {
+            code: e.code(),
+            log: e.to_string(),
+            events: Vec::new(),
+        }
     }
     pub fn is_ok(&self) -> bool {
         self.code == 0
@@ -103,7 +131,7 @@ pub enum RuntimeError {
 pub struct Runtime {
     pub(crate) chain_id: String,
     pub(crate) accounts: HashMap<Address, Account>,
-    dirty: HashSet<Address>,
+    pub(crate) dirty: HashSet<Address>,
     pub(crate) staking: StakingState,
     pub(crate) supply: Supply,
     initial_height: u64,
@@ -127,7 +155,13 @@ impl Runtime {
         let mut staking = StakingState::new(genesis.app_state.staking.clone());
         for v in &genesis.app_state.validators {
             staking
-                .create_validator(v.operator, v.consensus_key, v.moniker.clone(), v.commission, v.self_bond)
+                .create_validator(
+                    v.operator,
+                    v.consensus_key,
+                    v.moniker.clone(),
+                    v.commission,
+                    v.self_bond,
+                )
                 .map_err(|e| GenesisError::Params(format!("validator {}: {e}", v.operator)))?;
         }
         let updates = staking.init_genesis_set(genesis.initial_height);
@@ -137,14 +171,23 @@ impl Runtime {
             accounts: HashMap::new(),
             dirty: HashSet::new(),
             staking,
-            supply: Supply { genesis: genesis.total_supply()?, ..Supply::default() },
+            supply: Supply {
+                genesis: genesis.total_supply()?,
+                ..Supply::default()
+            },
             initial_height: genesis.initial_height,
             height: genesis.initial_height - 1,
             store: MerkleStore::default(),
             app_hash: Hash::default(),
         };
         for a in &genesis.app_state.accounts {
-            rt.accounts.insert(a.address, Account { balance: a.balance, nonce: 0 });
+            rt.accounts.insert(
+                a.address,
+                Account {
+                    balance: a.balance,
+                    nonce: 0,
+                },
+            );
             rt.dirty.insert(a.address);
         }
         rt.app_hash = rt.commit();
@@ -200,13 +243,24 @@ impl Runtime {
         self.admit_with(bytes, expected_nonce, Signatures::Verify)
     }
 
-    fn admit_with(&self, bytes: &[u8], expected_nonce: Option<u64>, sigs: Signatures) -> Result<SignedTx, TxError> {
+    fn admit_with(
+        &self,
+        bytes: &[u8],
+        expected_nonce: Option<u64>,
+        sigs: Signatures,
+    ) -> Result<SignedTx, TxError> {
         if bytes.len() > MAX_TX_BYTES {
-            return Err(TxError::TooLarge { size: bytes.len(), max: MAX_TX_BYTES });
+            return Err(TxError::TooLarge {
+                size: bytes.len(),
+                max: MAX_TX_BYTES,
+            });
         }
         let tx = SignedTx::decode(bytes).map_err(TxError::Malformed)?;
         if tx.body.chain_id != self.chain_id {
-            return Err(TxError::WrongChainId { expected: self.chain_id.clone(), got: tx.body.chain_id });
+            return Err(TxError::WrongChainId {
+                expected: self.chain_id.clone(),
+                got: tx.body.chain_id,
+            });
         }
         if sigs == Signatures::Verify && !tx.verify_signature() {
             return Err(TxError::InvalidSignature);
@@ -215,13 +269,23 @@ impl Runtime {
         let account = self.account(&sender);
         let expected = expected_nonce.unwrap_or(account.nonce);
         if tx.body.nonce < expected {
-            return Err(TxError::NonceAlreadyUsed { expected, got: tx.body.nonce });
+            return Err(TxError::NonceAlreadyUsed {
+                expected,
+                got: tx.body.nonce,
+            });
         }
         if tx.body.nonce > expected {
-            return Err(TxError::NonceTooHigh { expected, got: tx.body.nonce });
+            return Err(TxError::NonceTooHigh {
+                expected,
+                got: tx.body.nonce,
+            });
         }
         if tx.body.fee > account.balance {
-            return Err(TxError::InsufficientFunds { account: sender, needed: tx.body.fee, available: account.balance });
+            return Err(TxError::InsufficientFunds {
+                account: sender,
+                needed: tx.body.fee,
+                available: account.balance,
+            });
         }
         Ok(tx)
     }
@@ -235,7 +299,10 @@ impl Runtime {
     /// `check_tx` with the sender's next nonce as the mempool sees it (after its pending
     /// transactions), so that back-to-back transactions from one key are admitted.
     pub fn check_tx_with_nonce(&self, bytes: &[u8], expected_nonce: Option<u64>) -> TxResult {
-        match self.admit(bytes, expected_nonce).and_then(|tx| self.precheck_msg(&tx).map(|_| tx)) {
+        match self
+            .admit(bytes, expected_nonce)
+            .and_then(|tx| self.precheck_msg(&tx).map(|_| tx))
+        {
             Ok(_) => TxResult::ok(Vec::new()),
             Err(e) => TxResult::err(&e),
         }
@@ -244,9 +311,17 @@ impl Runtime {
     fn precheck_msg(&self, tx: &SignedTx) -> Result<(), TxError> {
         let sender = tx.sender();
         let balance = self.account(&sender).balance;
-        let needed = tx.body.fee.checked_add(tx.body.msg.spends()).ok_or(TxError::Overflow)?;
+        let needed = tx
+            .body
+            .fee
+            .checked_add(tx.body.msg.spends())
+            .ok_or(TxError::Overflow)?;
         match &tx.body.msg {
-            Msg::Transfer { amount, .. } | Msg::Delegate { amount, .. } | Msg::Undelegate { amount, .. } if *amount == 0 => {
+            Msg::Transfer { amount, .. }
+            | Msg::Delegate { amount, .. }
+            | Msg::Undelegate { amount, .. }
+                if *amount == 0 =>
+            {
                 return Err(TxError::ZeroAmount)
             }
             Msg::Delegate { validator, .. } | Msg::Undelegate { validator, .. }
@@ -257,7 +332,11 @@ impl Runtime {
             _ => {}
         }
         if needed > balance {
-            return Err(TxError::InsufficientFunds { account: sender, needed, available: balance });
+            return Err(TxError::InsufficientFunds {
+                account: sender,
+                needed,
+                available: balance,
+            });
         }
         Ok(())
     }
@@ -278,7 +357,10 @@ impl Runtime {
             Ok(mut events) => {
                 events.push(Event::new(
                     "message",
-                    &[("action", tx.body.msg.action().to_string()), ("sender", sender.to_hex())],
+                    &[
+                        ("action", tx.body.msg.action().to_string()),
+                        ("sender", sender.to_hex()),
+                    ],
                 ));
                 events.push(Event::new("tx", &[("fee", tx.body.fee.to_string())]));
                 TxResult::ok(events)
@@ -290,13 +372,22 @@ impl Runtime {
     fn require_funds(&self, who: Address, needed: u128) -> Result<(), TxError> {
         let available = self.account(&who).balance;
         if needed > available {
-            return Err(TxError::InsufficientFunds { account: who, needed, available });
+            return Err(TxError::InsufficientFunds {
+                account: who,
+                needed,
+                available,
+            });
         }
         Ok(())
     }
 
     /// Runs a message; checks everything before changing anything.
-    fn apply_msg(&mut self, sender: Address, msg: &Msg, height: u64) -> Result<Vec<Event>, TxError> {
+    fn apply_msg(
+        &mut self,
+        sender: Address,
+        msg: &Msg,
+        height: u64,
+    ) -> Result<Vec<Event>, TxError> {
         match msg {
             Msg::Transfer { to, amount } => {
                 if *amount == 0 {
@@ -310,24 +401,49 @@ impl Runtime {
                 self.credit(*to, *amount);
                 Ok(vec![Event::new(
                     "transfer",
-                    &[("sender", sender.to_hex()), ("recipient", to.to_hex()), ("amount", amount.to_string())],
+                    &[
+                        ("sender", sender.to_hex()),
+                        ("recipient", to.to_hex()),
+                        ("amount", amount.to_string()),
+                    ],
                 )])
             }
-            Msg::CreateValidator { consensus_key, moniker, commission, self_bond } => {
+            Msg::CreateValidator {
+                consensus_key,
+                moniker,
+                commission,
+                self_bond,
+            } => {
                 self.require_funds(sender, *self_bond)?;
-                self.staking.create_validator(sender, *consensus_key, moniker.clone(), *commission, *self_bond)?;
+                self.staking.create_validator(
+                    sender,
+                    *consensus_key,
+                    moniker.clone(),
+                    *commission,
+                    *self_bond,
+                )?;
                 self.debit(sender, *self_bond);
                 Ok(vec![Event::new(
                     "create_validator",
-                    &[("validator", sender.to_hex()), ("amount", self_bond.to_string())],
+                    &[
+                        ("validator", sender.to_hex()),
+                        ("amount", self_bond.to_string()),
+                    ],
                 )])
             }
-            Msg::EditValidator { moniker, commission } => {
+            Msg::EditValidator {
+                moniker,
+                commission,
+            } => {
                 if self.staking.validator(&sender).is_none() {
                     return Err(TxError::NotOperator);
                 }
-                self.staking.edit_validator(sender, moniker.clone(), *commission)?;
-                Ok(vec![Event::new("edit_validator", &[("validator", sender.to_hex())])])
+                self.staking
+                    .edit_validator(sender, moniker.clone(), *commission)?;
+                Ok(vec![Event::new(
+                    "edit_validator",
+                    &[("validator", sender.to_hex())],
+                )])
             }
             Msg::Delegate { validator, amount } => {
                 self.require_funds(sender, *amount)?;
@@ -335,11 +451,17 @@ impl Runtime {
                 self.debit(sender, *amount);
                 Ok(vec![Event::new(
                     "delegate",
-                    &[("validator", validator.to_hex()), ("delegator", sender.to_hex()), ("amount", amount.to_string())],
+                    &[
+                        ("validator", validator.to_hex()),
+                        ("delegator", sender.to_hex()),
+                        ("amount", amount.to_string()),
+                    ],
                 )])
             }
             Msg::Undelegate { validator, amount } => {
-                let tokens = self.staking.undelegate(sender, *validator, *amount, height)?;
+                let tokens = self
+                    .staking
+                    .undelegate(sender, *validator, *amount, height)?;
                 let completion = height + self.staking.params.unbonding_period;
                 Ok(vec![Event::new(
                     "unbond",
@@ -356,28 +478,47 @@ impl Runtime {
                     return Err(TxError::NotOperator);
                 }
                 self.staking.unjail(sender, height)?;
-                Ok(vec![Event::new("unjail", &[("validator", sender.to_hex())])])
+                Ok(vec![Event::new(
+                    "unjail",
+                    &[("validator", sender.to_hex())],
+                )])
             }
         }
     }
 
     /// Executes block `ctx.height`: evidence and liveness, transactions, unbonding
     /// maturity, rewards, active-set rotation; then commits and returns the app hash.
-    pub fn execute_block(&mut self, ctx: &BlockContext, txs: &[Vec<u8>]) -> Result<BlockResult, RuntimeError> {
+    pub fn execute_block(
+        &mut self,
+        ctx: &BlockContext,
+        txs: &[Vec<u8>],
+    ) -> Result<BlockResult, RuntimeError> {
         self.execute_block_with(ctx, txs, Signatures::Verify)
     }
 
     /// Like `execute_block` for transactions whose signatures the node has already verified
     /// (its mempool keeps the verdict), so that each signature is checked once per node.
     /// Everything else is checked as usual. Never use it for transactions nobody verified.
-    pub fn execute_block_trusted(&mut self, ctx: &BlockContext, txs: &[Vec<u8>]) -> Result<BlockResult, RuntimeError> {
+    pub fn execute_block_trusted(
+        &mut self,
+        ctx: &BlockContext,
+        txs: &[Vec<u8>],
+    ) -> Result<BlockResult, RuntimeError> {
         self.execute_block_with(ctx, txs, Signatures::Trusted)
     }
 
-    fn execute_block_with(&mut self, ctx: &BlockContext, txs: &[Vec<u8>], sigs: Signatures) -> Result<BlockResult, RuntimeError> {
+    fn execute_block_with(
+        &mut self,
+        ctx: &BlockContext,
+        txs: &[Vec<u8>],
+        sigs: Signatures,
+    ) -> Result<BlockResult, RuntimeError> {
         let height = ctx.height;
         if height != self.height + 1 {
-            return Err(RuntimeError::WrongHeight { last: self.height, got: height });
+            return Err(RuntimeError::WrongHeight {
+                last: self.height,
+                got: height,
+            });
         }
         // Begin: evidence, then liveness from the previous block's commit.
         let mut evidence_results = Vec::with_capacity(ctx.evidence.len());
@@ -390,19 +531,27 @@ impl Runtime {
             evidence_results.push(result);
         }
         if height > self.initial_height {
-            for o in self.staking.record_liveness(height, &ctx.last_commit_signers) {
+            for o in self
+                .staking
+                .record_liveness(height, &ctx.last_commit_signers)
+            {
                 self.supply.burned += o.burned();
             }
         }
         // Transactions.
-        let tx_results = txs.iter().map(|tx| self.deliver_tx(tx, height, sigs)).collect();
+        let tx_results = txs
+            .iter()
+            .map(|tx| self.deliver_tx(tx, height, sigs))
+            .collect();
         // End: matured unbondings, rewards, the next active set.
         let matured = self.staking.mature_unbondings(height);
         self.pay(matured);
         let reward = self.staking.params.block_reward;
         self.supply.minted += reward;
         self.supply.fee_pool += reward;
-        let payouts = self.staking.distribute_rewards(self.supply.fee_pool, &ctx.last_commit_signers);
+        let payouts = self
+            .staking
+            .distribute_rewards(self.supply.fee_pool, &ctx.last_commit_signers);
         if !payouts.is_empty() {
             self.supply.fee_pool = 0;
             self.pay(payouts);
@@ -410,21 +559,29 @@ impl Runtime {
         let validator_updates = self.staking.end_block(height);
         self.height = height;
         self.app_hash = self.commit();
-        Ok(BlockResult { tx_results, evidence_results, validator_updates, app_hash: self.app_hash })
+        Ok(BlockResult {
+            tx_results,
+            evidence_results,
+            validator_updates,
+            app_hash: self.app_hash,
+        })
     }
 
     /// Writes what changed into the Merkle store and returns the new root. Accounts are one
     /// leaf each (only changed ones are rehashed); the staking module and the supply are one
     /// leaf each.
-    fn commit(&mut self) -> Hash {
+    pub(crate) fn commit(&mut self) -> Hash {
         let mut dirty: Vec<Address> = self.dirty.drain().collect();
         dirty.sort();
         for a in dirty {
             let account = self.accounts[&a];
-            self.store.put(&account_key(&a), &borsh::to_vec(&account).expect("borsh"));
+            self.store
+                .put(&account_key(&a), &borsh::to_vec(&account).expect("borsh"));
         }
-        self.store.put(b"staking", &borsh::to_vec(&self.staking).expect("borsh"));
-        self.store.put(b"supply", &borsh::to_vec(&self.supply).expect("borsh"));
+        self.store
+            .put(b"staking", &borsh::to_vec(&self.staking).expect("borsh"));
+        self.store
+            .put(b"supply", &borsh::to_vec(&self.supply).expect("borsh"));
         self.store.put(b"height", &self.height.to_le_bytes());
         self.store.root()
     }
@@ -436,6 +593,9 @@ impl Runtime {
             + self.staking.bonded_tokens()
             + self.staking.unbonding_tokens()
             + self.supply.fee_pool;
-        (held, self.supply.genesis + self.supply.minted - self.supply.burned)
+        (
+            held,
+            self.supply.genesis + self.supply.minted - self.supply.burned,
+        )
     }
 }

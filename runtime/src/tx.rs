@@ -20,7 +20,10 @@ pub enum Msg {
         #[serde(with = "basalt_staking::amount")]
         self_bond: u128,
     },
-    EditValidator { moniker: Option<String>, commission: Option<Ppm> },
+    EditValidator {
+        moniker: Option<String>,
+        commission: Option<Ppm>,
+    },
     Delegate {
         validator: Address,
         #[serde(with = "basalt_staking::amount")]
@@ -81,7 +84,11 @@ impl TxBody {
 
     pub fn sign(self, key: &PrivateKey) -> SignedTx {
         let signature = key.sign(&self.sign_bytes());
-        SignedTx { body: self, public_key: key.public_key(), signature }
+        SignedTx {
+            body: self,
+            public_key: key.public_key(),
+            signature,
+        }
     }
 }
 
@@ -100,7 +107,9 @@ impl SignedTx {
     }
 
     pub fn verify_signature(&self) -> bool {
-        self.public_key.verify(&self.body.sign_bytes(), &self.signature).is_ok()
+        self.public_key
+            .verify(&self.body.sign_bytes(), &self.signature)
+            .is_ok()
     }
 }
 

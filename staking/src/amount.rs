@@ -15,7 +15,9 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
         Number(u64),
     }
     match Either::deserialize(d)? {
-        Either::Text(t) => t.parse().map_err(|_| D::Error::custom(format!("not a token amount: {t:?}"))),
+        Either::Text(t) => t
+            .parse()
+            .map_err(|_| D::Error::custom(format!("not a token amount: {t:?}"))),
         Either::Number(n) => Ok(n as u128),
     }
 }

@@ -9,9 +9,11 @@ pub mod schedule;
 pub mod validator_set;
 
 pub use module::{
-    BondStatus, EvidenceRejection, Payout, SigningInfo, SlashOutcome, StakingError, StakingState, UnbondingEntry,
-    ValidatorRecord, ValidatorUpdate,
+    BondStatus, EvidenceRejection, Payout, SigningInfo, SlashOutcome, StakingError, StakingState,
+    UnbondingEntry, ValidatorRecord, ValidatorUpdate,
 };
 pub use params::{mul_div, Ppm, StakingParams};
 pub use schedule::ValidatorSchedule;
-pub use validator_set::{CommitError, Validator, ValidatorSet, ValidatorSetError, MAX_TOTAL_VOTING_POWER};
+pub use validator_set::{
+    CommitError, Validator, ValidatorSet, ValidatorSetError, MAX_TOTAL_VOTING_POWER,
+};

@@ -32,7 +32,10 @@ pub enum StakingError {
     #[error("moniker must be 1 to 70 characters")]
     InvalidMoniker,
     #[error("delegation of {delegator} to {validator} is smaller than the amount asked")]
-    InsufficientDelegation { delegator: Address, validator: Address },
+    InsufficientDelegation {
+        delegator: Address,
+        validator: Address,
+    },
     #[error("validator {0} is not jailed")]
     NotJailed(Address),
     #[error("validator {0} is tombstoned for double signing and can never be unjailed")]
@@ -58,11 +61,15 @@ pub enum EvidenceRejection {
     AlreadyPunished,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub enum BondStatus {
     Bonded,
     /// Left the active set; becomes `Unbonded` after the unbonding period.
-    Unbonding { until: u64 },
+    Unbonding {
+        until: u64,
+    },
     Unbonded,
 }
 
@@ -117,7 +124,9 @@ pub struct UnbondingEntry {
 }
 
 /// Liveness record of one validator (by consensus address).
-#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub struct SigningInfo {
     pub start_height: u64,
     pub index: u64,
@@ -195,7 +204,10 @@ fn check_moniker(m: &str) -> Result<(), StakingError> {
 
 impl StakingState {
     pub fn new(params: StakingParams) -> Self {
-        StakingState { params, ..Default::default() }
+        StakingState {
+            params,
+            ..Default::default()
+        }
     }
 
     pub fn validator(&self, operator: &Address) -> Option<&ValidatorRecord> {
@@ -203,11 +215,16 @@ impl StakingState {
     }
 
     pub fn validator_by_consensus(&self, consensus: &Address) -> Option<&ValidatorRecord> {
-        self.by_consensus.get(consensus).and_then(|op| self.validators.get(op))
+        self.by_consensus
+            .get(consensus)
+            .and_then(|op| self.validators.get(op))
     }
 
     pub fn delegation_shares(&self, validator: &Address, delegator: &Address) -> u128 {
-        self.delegations.get(&(*validator, *delegator)).copied().unwrap_or(0)
+        self.delegations
+            .get(&(*validator, *delegator))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Tokens currently bonded to validators.
@@ -263,8 +280,16 @@ impl StakingState {
         Ok(())
     }
 
-    pub fn edit_validator(&mut self, operator: Address, moniker: Option<String>, commission: Option<Ppm>) -> Result<(), StakingError> {
-        let v = self.validators.get(&operator).ok_or(StakingError::UnknownValidator(operator))?;
+    pub fn edit_validator(
+        &mut self,
+        operator: Address,
+        moniker: Option<String>,
+        commission: Option<Ppm>,
+    ) -> Result<(), StakingError> {
+        let v = self
+            .validators
+            .get(&operator)
+            .ok_or(StakingError::UnknownValidator(operator))?;
         if let Some(m) = &moniker {
             check_moniker(m)?;
         }
@@ -283,12 +308,24 @@ impl StakingState {
     }
 
     /// Bonds `amount` tokens (already taken from the delegator's account) to `validator`.
-    pub fn delegate(&mut self, delegator: Address, validator: Address, amount: u128) -> Result<(), StakingError> {
+    pub fn delegate(
+        &mut self,
+        delegator: Address,
+        validator: Address,
+        amount: u128,
+    ) -> Result<(), StakingError> {
         if amount == 0 {
             return Err(StakingError::ZeroAmount);
         }
-        let v = self.validators.get(&validator).ok_or(StakingError::UnknownValidator(validator))?;
-        let shares = if v.tokens == 0 || v.shares == 0 { amount } else { mul_div(amount, v.shares, v.tokens) };
+        let v = self
+            .validators
+            .get(&validator)
+            .ok_or(StakingError::UnknownValidator(validator))?;
+        let shares = if v.tokens == 0 || v.shares == 0 {
+            amount
+        } else {
+            mul_div(amount, v.shares, v.tokens)
+        };
         if shares == 0 {
             return Err(StakingError::ZeroAmount);
         }
@@ -303,19 +340,35 @@ impl StakingState {
 
     /// Starts unbonding `amount` tokens of `delegator`'s delegation to `validator`; they are
     /// paid out `unbonding_period` blocks after `height`. Returns the tokens put in the queue.
-    pub fn undelegate(&mut self, delegator: Address, validator: Address, amount: u128, height: u64) -> Result<u128, StakingError> {
+    pub fn undelegate(
+        &mut self,
+        delegator: Address,
+        validator: Address,
+        amount: u128,
+        height: u64,
+    ) -> Result<u128, StakingError> {
         if amount == 0 {
             return Err(StakingError::ZeroAmount);
         }
-        let v = self.validators.get(&validator).ok_or(StakingError::UnknownValidator(validator))?;
+        let v = self
+            .validators
+            .get(&validator)
+            .ok_or(StakingError::UnknownValidator(validator))?;
         let held = self.delegation_shares(&validator, &delegator);
-        let insufficient = StakingError::InsufficientDelegation { delegator, validator };
+        let insufficient = StakingError::InsufficientDelegation {
+            delegator,
+            validator,
+        };
         if v.tokens == 0 {
             return Err(insufficient);
         }
         // Shares to burn, rounded up so the validator never pays out more than it holds.
         let shares = mul_div(amount, v.shares, v.tokens);
-        let shares = if v.tokens_for(shares) < amount { shares + 1 } else { shares };
+        let shares = if v.tokens_for(shares) < amount {
+            shares + 1
+        } else {
+            shares
+        };
         if shares > held || shares == 0 {
             return Err(insufficient);
         }
@@ -341,7 +394,10 @@ impl StakingState {
     }
 
     pub fn unjail(&mut self, operator: Address, height: u64) -> Result<(), StakingError> {
-        let v = self.validators.get(&operator).ok_or(StakingError::UnknownValidator(operator))?;
+        let v = self
+            .validators
+            .get(&operator)
+            .ok_or(StakingError::UnknownValidator(operator))?;
         if v.tombstoned {
             return Err(StakingError::Tombstoned(operator));
         }
@@ -349,9 +405,15 @@ impl StakingState {
             return Err(StakingError::NotJailed(operator));
         }
         if height < v.jailed_until {
-            return Err(StakingError::StillJailed { operator, until: v.jailed_until });
+            return Err(StakingError::StillJailed {
+                operator,
+                until: v.jailed_until,
+            });
         }
-        self.validators.get_mut(&operator).expect("checked above").jailed = false;
+        self.validators
+            .get_mut(&operator)
+            .expect("checked above")
+            .jailed = false;
         Ok(())
     }
 
@@ -361,7 +423,10 @@ impl StakingState {
         self.unbonding.retain(|e| {
             if e.completion_height <= height {
                 if e.balance > 0 {
-                    payouts.push(Payout { to: e.delegator, amount: e.balance });
+                    payouts.push(Payout {
+                        to: e.delegator,
+                        amount: e.balance,
+                    });
                 }
                 false
             } else {
@@ -409,13 +474,19 @@ impl StakingState {
         let mut updates = Vec::new();
         for (op, power) in &next {
             if self.active.get(op) != Some(power) {
-                updates.push(ValidatorUpdate { public_key: self.validators[op].consensus_key, power: *power });
+                updates.push(ValidatorUpdate {
+                    public_key: self.validators[op].consensus_key,
+                    power: *power,
+                });
             }
         }
         for op in self.active.keys() {
             if !next.contains_key(op) {
                 if let Some(v) = self.validators.get(op) {
-                    updates.push(ValidatorUpdate { public_key: v.consensus_key, power: 0 });
+                    updates.push(ValidatorUpdate {
+                        public_key: v.consensus_key,
+                        power: 0,
+                    });
                 }
             }
         }
@@ -424,13 +495,18 @@ impl StakingState {
             let bonded = next.contains_key(op);
             v.status = match (bonded, v.status) {
                 (true, _) => BondStatus::Bonded,
-                (false, BondStatus::Bonded) => BondStatus::Unbonding { until: height + period },
+                (false, BondStatus::Bonded) => BondStatus::Unbonding {
+                    until: height + period,
+                },
                 (false, other) => other,
             };
         }
         if !updates.is_empty() {
             let snapshot = PowerSnapshot {
-                powers: next.iter().map(|(op, p)| (self.validators[op].consensus_address(), *p)).collect(),
+                powers: next
+                    .iter()
+                    .map(|(op, p)| (self.validators[op].consensus_address(), *p))
+                    .collect(),
                 total: next.values().sum(),
             };
             self.power_history.insert(effective, snapshot);
@@ -443,7 +519,11 @@ impl StakingState {
     fn prune_history(&mut self, height: u64) {
         let horizon = height.saturating_sub(self.params.evidence_max_age);
         // Keep the newest snapshot at or before the horizon: it is still in force there.
-        let keep_from = self.power_history.range(..=horizon).next_back().map(|(h, _)| *h);
+        let keep_from = self
+            .power_history
+            .range(..=horizon)
+            .next_back()
+            .map(|(h, _)| *h);
         if let Some(k) = keep_from {
             self.power_history = self.power_history.split_off(&k);
         }
@@ -459,22 +539,36 @@ impl StakingState {
     /// `slash_fraction_double_sign` of the stake bonded at the infraction (power ×
     /// power_reduction), first from unbonding entries that began after it, then from the
     /// bonded tokens; jail; tombstone. The tokens are burned (the caller lowers the supply).
-    pub fn handle_double_sign(&mut self, chain_id: &str, ev: &DuplicateVoteEvidence, current_height: u64) -> Result<SlashOutcome, EvidenceRejection> {
+    pub fn handle_double_sign(
+        &mut self,
+        chain_id: &str,
+        ev: &DuplicateVoteEvidence,
+        current_height: u64,
+    ) -> Result<SlashOutcome, EvidenceRejection> {
         let height = ev.vote_a.vote.height.0;
         if height > current_height {
             return Err(EvidenceRejection::FromTheFuture(height));
         }
         if current_height - height > self.params.evidence_max_age {
-            return Err(EvidenceRejection::TooOld { height, current: current_height });
+            return Err(EvidenceRejection::TooOld {
+                height,
+                current: current_height,
+            });
         }
         let consensus = ev.vote_a.vote.validator;
-        let (power, total) = self.power_at(&consensus, height).ok_or(EvidenceRejection::NotInSet(consensus))?;
+        let (power, total) = self
+            .power_at(&consensus, height)
+            .ok_or(EvidenceRejection::NotInSet(consensus))?;
         if power != ev.validator_power || total != ev.total_power {
             return Err(EvidenceRejection::NotInSet(consensus));
         }
-        let operator = *self.by_consensus.get(&consensus).ok_or(EvidenceRejection::NotInSet(consensus))?;
+        let operator = *self
+            .by_consensus
+            .get(&consensus)
+            .ok_or(EvidenceRejection::NotInSet(consensus))?;
         let v = &self.validators[&operator];
-        ev.verify(chain_id, &v.consensus_key).map_err(EvidenceRejection::Invalid)?;
+        ev.verify(chain_id, &v.consensus_key)
+            .map_err(EvidenceRejection::Invalid)?;
         let id = Hash::of(ev);
         if v.tombstoned || self.punished.contains(&id) {
             return Err(EvidenceRejection::AlreadyPunished);
@@ -494,7 +588,13 @@ impl StakingState {
     /// Takes `fraction` of `stake`: unbonding entries of `operator` created after
     /// `infraction_height` lose `fraction` of their initial balance, the rest comes from the
     /// bonded tokens (never more than they hold).
-    fn slash(&mut self, operator: Address, infraction_height: u64, stake: u128, fraction: Ppm) -> SlashOutcome {
+    fn slash(
+        &mut self,
+        operator: Address,
+        infraction_height: u64,
+        stake: u128,
+        fraction: Ppm,
+    ) -> SlashOutcome {
         let mut remaining = fraction.of(stake);
         let mut from_unbonding = 0;
         for e in self.unbonding.iter_mut() {
@@ -508,13 +608,21 @@ impl StakingState {
         let v = self.validators.get_mut(&operator).expect("caller checked");
         let from_bonded = remaining.min(v.tokens);
         v.tokens -= from_bonded;
-        SlashOutcome { operator: Some(operator), from_bonded, from_unbonding }
+        SlashOutcome {
+            operator: Some(operator),
+            from_bonded,
+            from_unbonding,
+        }
     }
 
     /// Begin of block `height`: records who signed the previous block's commit among the
     /// active set, and jails (with a small slash) validators that missed too many of the last
     /// `signed_blocks_window` blocks. Returns the slashes.
-    pub fn record_liveness(&mut self, height: u64, signers: &BTreeSet<Address>) -> Vec<SlashOutcome> {
+    pub fn record_liveness(
+        &mut self,
+        height: u64,
+        signers: &BTreeSet<Address>,
+    ) -> Vec<SlashOutcome> {
         let window = self.params.signed_blocks_window.max(1);
         let min_signed = self.params.min_signed_per_window.of(window as u128) as u64;
         let max_missed = window - min_signed.min(window);
@@ -583,23 +691,39 @@ impl StakingState {
         let mut payouts = Vec::new();
         let mut given = 0u128;
         for (i, (op, power)) in recipients.iter().enumerate() {
-            let share = if i + 1 == recipients.len() { pot - given } else { mul_div(pot, *power as u128, total) };
+            let share = if i + 1 == recipients.len() {
+                pot - given
+            } else {
+                mul_div(pot, *power as u128, total)
+            };
             given += share;
             let v = &self.validators[op];
             let commission = v.commission.of(share);
             let to_delegators = share - commission;
             let mut paid = commission;
-            let delegations = self.delegations.range((*op, Address([0; 20]))..=(*op, Address([0xff; 20])));
+            let delegations = self
+                .delegations
+                .range((*op, Address([0; 20]))..=(*op, Address([0xff; 20])));
             for ((_, delegator), shares) in delegations {
-                let amount = if v.shares == 0 { 0 } else { mul_div(to_delegators, *shares, v.shares) };
+                let amount = if v.shares == 0 {
+                    0
+                } else {
+                    mul_div(to_delegators, *shares, v.shares)
+                };
                 if amount > 0 {
-                    payouts.push(Payout { to: *delegator, amount });
+                    payouts.push(Payout {
+                        to: *delegator,
+                        amount,
+                    });
                     paid += amount;
                 }
             }
             let operator_total = commission + (share - paid);
             if operator_total > 0 {
-                payouts.push(Payout { to: *op, amount: operator_total });
+                payouts.push(Payout {
+                    to: *op,
+                    amount: operator_total,
+                });
             }
         }
         payouts

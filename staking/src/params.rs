@@ -5,7 +5,20 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 /// A fraction in parts per million: 50_000 is 5 %, 100 is 0.01 %.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 #[serde(transparent)]
 pub struct Ppm(pub u32);
 
@@ -44,7 +57,11 @@ pub fn mul_div(a: u128, b: u128, c: u128) -> u128 {
     let mut rem: u128 = 0;
     let mut quot: u128 = 0;
     for i in (0..256).rev() {
-        let bit = if i >= 128 { (hi >> (i - 128)) & 1 } else { (lo >> i) & 1 };
+        let bit = if i >= 128 {
+            (hi >> (i - 128)) & 1
+        } else {
+            (lo >> i) & 1
+        };
         let carry = rem >> 127;
         rem = (rem << 1) | bit;
         if carry == 1 || rem >= c {
