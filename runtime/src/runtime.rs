@@ -549,9 +549,11 @@ impl Runtime {
         let reward = self.staking.params.block_reward;
         self.supply.minted += reward;
         self.supply.fee_pool += reward;
-        let payouts = self
-            .staking
-            .distribute_rewards(self.supply.fee_pool, &ctx.last_commit_signers);
+        let payouts = self.staking.distribute_rewards(
+            self.supply.fee_pool,
+            &ctx.last_commit_signers,
+            height.saturating_sub(1),
+        );
         if !payouts.is_empty() {
             self.supply.fee_pool = 0;
             self.pay(payouts);

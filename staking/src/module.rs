@@ -674,15 +674,24 @@ impl StakingState {
         outcomes
     }
 
-    /// Splits `pot` among the validators (by consensus address) that signed the last commit,
-    /// in proportion to their power; each validator's share pays commission to its operator
-    /// and the rest to its delegators by shares. Rounding dust goes to the operator. Returns
-    /// the payouts, which add up to `pot` exactly (or nothing when nobody signed).
-    pub fn distribute_rewards(&self, pot: u128, signers: &BTreeSet<Address>) -> Vec<Payout> {
+    /// Splits `pot` among the validators (by consensus address) that signed the commit of
+    /// `signed_height`, in proportion to their power in that height's set; each validator's
+    /// share pays commission to its operator and the rest to its delegators by shares.
+    /// Rounding dust goes to the operator. Returns the payouts, which add up to `pot` exactly
+    /// (or nothing when nobody signed).
+    pub fn distribute_rewards(
+        &self,
+        pot: u128,
+        signers: &BTreeSet<Address>,
+        signed_height: u64,
+    ) -> Vec<Payout> {
         let recipients: Vec<(Address, u64)> = signers
             .iter()
-            .filter_map(|c| self.by_consensus.get(c))
-            .filter_map(|op| self.active.get(op).map(|p| (*op, *p)))
+            .filter_map(|c| {
+                let (power, _) = self.power_at(c, signed_height)?;
+                self.by_consensus.get(c).map(|op| (*op, power))
+            })
+            .filter(|(op, _)| self.validators.contains_key(op))
             .collect();
         let total: u128 = recipients.iter().map(|(_, p)| *p as u128).sum();
         if pot == 0 || total == 0 {

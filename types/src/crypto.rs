@@ -35,10 +35,7 @@ impl PublicKey {
 
     /// The account / validator address: the first 20 bytes of SHA-256 of the key.
     pub fn address(&self) -> Address {
-        let digest = Hash::digest(self.0.as_bytes());
-        let mut out = [0u8; 20];
-        out.copy_from_slice(&digest.0[..20]);
-        Address(out)
+        Address::of_key_bytes(self.0.as_bytes())
     }
 
     /// Strict verification (rejects small-order keys and non-canonical signatures), so that
@@ -165,6 +162,15 @@ impl fmt::Debug for PrivateKey {
 pub struct Address(pub [u8; 20]);
 
 impl Address {
+    /// The address of a public key given as its 32 encoded bytes (no point decompression:
+    /// cheap enough for every transaction).
+    pub fn of_key_bytes(key: &[u8; 32]) -> Address {
+        let digest = Hash::digest(key);
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&digest.0[..20]);
+        Address(out)
+    }
+
     pub fn to_hex(&self) -> String {
         hex::encode_upper(self.0)
     }

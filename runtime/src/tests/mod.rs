@@ -6,7 +6,7 @@ mod properties;
 
 use crate::{BlockContext, BlockResult, Msg, Runtime, TxBody};
 use basalt_genesis::Genesis;
-use basalt_staking::{Ppm, StakingParams, ValidatorSchedule};
+use basalt_staking::{StakingParams, ValidatorSchedule};
 use basalt_types::{
     Address, BlockId, DuplicateVoteEvidence, Evidence, Hash, Height, PrivateKey, Round, Vote,
     VoteType,
@@ -148,8 +148,4 @@ impl Chain {
             total,
         ))
     }
-}
-
-pub fn ppm(percent_times_10000: u32) -> Ppm {
-    Ppm(percent_times_10000)
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::TxError;
-use basalt_staking::{BondStatus, EvidenceRejection};
+use basalt_staking::{BondStatus, EvidenceRejection, Ppm};
 
 fn op(c: &Chain, v: usize) -> Address {
     Chain::addr(&c.operators[v])
@@ -492,4 +492,49 @@ fn every_bad_transaction_gets_a_distinct_code_and_a_readable_log_and_changes_not
         10 * M + 1,
         "replay did not pay twice"
     );
+}
+
+#[test]
+fn rewards_go_to_last_commit_signers_by_power_with_commission_then_delegators_by_shares() {
+    let mut c = Chain::new(&[30, 10, 10, 10], 1, 20 * M, |p| p.block_reward = 4_000);
+    let d = c.users[0].clone();
+    let (v0, v1) = (op(&c, 0), op(&c, 1));
+    // Height 1: d delegates 10M to v0; v0 has power 40 from height 3.
+    c.block(vec![c.tx(
+        &d,
+        0,
+        0,
+        Msg::Delegate {
+            validator: v0,
+            amount: 10 * M,
+        },
+    )]);
+    c.block(vec![]);
+    c.block(vec![]);
+    // Height 4 carries the commit of height 3, signed by v0 (40) and v1 (10) only.
+    let signers: BTreeSet<Address> = [0, 1]
+        .iter()
+        .map(|i| Chain::addr(&c.consensus[*i]))
+        .collect();
+    let before = |c: &Chain, a: &Address| c.rt.account(a).balance;
+    let (b0, b1, bd) = (
+        before(&c, &v0),
+        before(&c, &v1),
+        before(&c, &Chain::addr(&d)),
+    );
+    let fee_payer = c.users[0].clone();
+    let r = c.block_with(
+        vec![c.tx(&fee_payer, 0, 1_000, Msg::Transfer { to: v1, amount: 1 })],
+        signers,
+        vec![],
+    );
+    assert!(r.tx_results[0].is_ok());
+    // Pot = 4000 minted + 1000 fee = 5000: v0 gets 40/50 = 4000, v1 10/50 = 1000.
+    // v0: 10% commission 400, then 3600 by shares: operator 30/40 = 2700, d 10/40 = 900.
+    // v1: commission 100 and the rest 900 to its only delegator, the operator.
+    assert_eq!(before(&c, &v0) - b0, 400 + 2700);
+    // d paid the 1000 fee and the 1 token sent.
+    assert_eq!(before(&c, &Chain::addr(&d)) + 1_000 + 1 - bd, 900);
+    assert_eq!(before(&c, &v1) - b1 - 1, 100 + 900);
+    assert_eq!(c.rt.supply().minted, 4 * 4_000);
 }
