@@ -22,8 +22,8 @@ pub enum GenesisError {
     NoValidators,
     #[error("validator operator {0} appears twice")]
     DuplicateValidator(Address),
-    #[error("consensus key {0:?} is used by two validators")]
-    DuplicateConsensusKey(PublicKey),
+    #[error("the consensus key with address {0} is used by two validators")]
+    DuplicateConsensusKey(Address),
     #[error("account {0} appears twice")]
     DuplicateAccount(Address),
     #[error("validator {operator} has zero voting power: self_bond {self_bond} is below power_reduction {power_reduction}")]
@@ -254,7 +254,9 @@ impl Genesis {
                 return Err(GenesisError::DuplicateValidator(v.operator));
             }
             if !keys.insert(v.consensus_key) {
-                return Err(GenesisError::DuplicateConsensusKey(v.consensus_key));
+                return Err(GenesisError::DuplicateConsensusKey(
+                    v.consensus_key.address(),
+                ));
             }
             if v.self_bond / p.power_reduction == 0 {
                 return Err(GenesisError::ZeroPower {
