@@ -286,17 +286,15 @@ impl StakingState {
         moniker: Option<String>,
         commission: Option<Ppm>,
     ) -> Result<(), StakingError> {
-        let v = self
-            .validators
-            .get(&operator)
-            .ok_or(StakingError::UnknownValidator(operator))?;
+        if !self.validators.contains_key(&operator) {
+            return Err(StakingError::UnknownValidator(operator));
+        }
         if let Some(m) = &moniker {
             check_moniker(m)?;
         }
         if commission.is_some_and(|c| !c.is_valid()) {
             return Err(StakingError::InvalidCommission);
         }
-        let _ = v;
         let v = self.validators.get_mut(&operator).expect("checked above");
         if let Some(m) = moniker {
             v.moniker = m;

@@ -29,7 +29,7 @@ impl Ppm {
         self.0 <= 1_000_000
     }
 
-    /// ⌊amount × self⌋, without overflow for any u128 amount below 2^108.
+    /// ⌊amount × self⌋, exact for every u128 amount (the product is formed in 256 bits).
     pub fn of(self, amount: u128) -> u128 {
         mul_div(amount, self.0 as u128, 1_000_000)
     }

@@ -538,3 +538,38 @@ fn rewards_go_to_last_commit_signers_by_power_with_commission_then_delegators_by
     assert_eq!(before(&c, &v1) - b1 - 1, 100 + 900);
     assert_eq!(c.rt.supply().minted, 4 * 4_000);
 }
+
+#[test]
+fn edit_validator_changes_moniker_and_commission_for_the_operator_only() {
+    let mut c = Chain::new(&[10, 10, 10, 10], 1, M, |_| {});
+    let v0 = op(&c, 0);
+    let edit = |m: Option<&str>, rate: Option<u32>| Msg::EditValidator {
+        moniker: m.map(String::from),
+        commission: rate.map(Ppm),
+    };
+    let r = c.block(vec![c.tx(
+        &c.operators[0],
+        0,
+        0,
+        edit(Some("renamed"), Some(250_000)),
+    )]);
+    assert!(r.tx_results[0].is_ok(), "{:?}", r.tx_results[0]);
+    let v = c.rt.staking().validator(&v0).unwrap();
+    assert_eq!(
+        (v.moniker.as_str(), v.commission),
+        ("renamed", Ppm(250_000))
+    );
+    let r = c.block(vec![
+        c.tx(&c.operators[0], 0, 0, edit(None, Some(1_000_001))),
+        c.tx(&c.operators[0], 1, 0, edit(Some(""), None)),
+        c.tx(&c.users[0], 0, 0, edit(Some("thief"), None)),
+    ]);
+    let codes: Vec<u32> = r.tx_results.iter().map(|t| t.code).collect();
+    assert_eq!(codes, vec![16, 17, 19]);
+    let v = c.rt.staking().validator(&v0).unwrap();
+    assert_eq!(
+        (v.moniker.as_str(), v.commission),
+        ("renamed", Ppm(250_000)),
+        "failed edits change nothing"
+    );
+}
