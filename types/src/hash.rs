@@ -27,6 +27,15 @@ impl Hash {
         Hash(hasher.0.finalize().into())
     }
 
+    /// SHA-256 of the concatenation of `parts`, without building it in memory.
+    pub fn digest_parts(parts: &[&[u8]]) -> Self {
+        let mut hasher = Sha256::new();
+        for p in parts {
+            hasher.update(p);
+        }
+        Hash(hasher.finalize().into())
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -108,6 +117,14 @@ mod tests {
         assert_eq!(
             Hash::digest(b"abc").to_hex(),
             "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
+        );
+    }
+
+    #[test]
+    fn digest_parts_equals_digest_of_the_concatenation() {
+        assert_eq!(
+            Hash::digest_parts(&[b"ab", b"", b"c"]),
+            Hash::digest(b"abc")
         );
     }
 
