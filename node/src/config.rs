@@ -1,0 +1,147 @@
+//! `config.toml`: the node's settings, written with a comment on every field and read back
+//! strictly (an unknown key is a typo that would otherwise be silently ignored).
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub moniker: String,
+    pub p2p: P2pConfig,
+    pub rpc: RpcConfig,
+    pub consensus: ConsensusConfig,
+    pub mempool: MempoolConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pConfig {
+    pub listen: String,
+    pub persistent_peers: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcConfig {
+    pub listen: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusConfig {
+    pub create_empty_blocks: bool,
+    pub timeout_commit_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MempoolConfig {
+    pub max_txs: usize,
+    pub max_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+impl Config {
+    pub fn new(moniker: &str, p2p_port: u16, rpc_port: u16, peers: Vec<String>) -> Self {
+        Config {
+            moniker: moniker.to_string(),
+            p2p: P2pConfig {
+                listen: format!("127.0.0.1:{p2p_port}"),
+                persistent_peers: peers,
+            },
+            rpc: RpcConfig {
+                listen: format!("127.0.0.1:{rpc_port}"),
+            },
+            consensus: ConsensusConfig {
+                create_empty_blocks: true,
+                timeout_commit_ms: 1000,
+            },
+            mempool: MempoolConfig {
+                max_txs: 50_000,
+                max_bytes: 256 * 1024 * 1024,
+            },
+        }
+    }
+
+    /// The file's text: every value with the comment that says what it does.
+    pub fn render(&self) -> String {
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let peers: Vec<String> = self.p2p.persistent_peers.iter().map(|p| q(p)).collect();
+        format!(
+            "# Basalt node configuration.\n\n\
+             # A name for this node, shown to peers and in logs.\n\
+             moniker = {moniker}\n\n\
+             [p2p]\n\
+             # host:port to accept peer connections on.\n\
+             listen = {p2p}\n\
+             # Peers to stay connected to (host:port), redialled with backoff.\n\
+             persistent_peers = [{peers}]\n\n\
+             [rpc]\n\
+             # host:port of the JSON-RPC server. Keep it on 127.0.0.1 unless you put a proxy in front.\n\
+             listen = {rpc}\n\n\
+             [consensus]\n\
+             # Propose blocks even when the mempool is empty.\n\
+             create_empty_blocks = {empty}\n\
+             # Pause after each committed block before the next height, in milliseconds.\n\
+             timeout_commit_ms = {commit}\n\n\
+             [mempool]\n\
+             # Most transactions, and most bytes, held waiting for a block.\n\
+             max_txs = {max_txs}\n\
+             max_bytes = {max_bytes}\n",
+            moniker = q(&self.moniker),
+            p2p = q(&self.p2p.listen),
+            peers = peers.join(", "),
+            rpc = q(&self.rpc.listen),
+            empty = self.consensus.create_empty_blocks,
+            commit = self.consensus.timeout_commit_ms,
+            max_txs = self.mempool.max_txs,
+            max_bytes = self.mempool.max_bytes,
+        )
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: p,
+            reason: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rendered_file_reads_back_identically_and_unknown_keys_are_refused() {
+        let c = Config::new(
+            "node \"zero\"",
+            26600,
+            26601,
+            vec!["127.0.0.1:26602".into(), "127.0.0.1:26604".into()],
+        );
+        let text = c.render();
+        assert!(
+            text.lines().filter(|l| l.starts_with('#')).count() >= 8,
+            "commented"
+        );
+        assert_eq!(toml::from_str::<Config>(&text).unwrap(), c);
+        let typo = text.replace("max_txs", "max_tx");
+        assert!(toml::from_str::<Config>(&typo).is_err());
+    }
+}

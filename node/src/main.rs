@@ -1,0 +1,179 @@
+//! `basalt`: the node's command line (DESIGN.md §5). Commands arrive as they become real:
+//! `init`, `testnet` and `keys` now; `start`, `localnet`, `tx` and `query` with the networked
+//! node.
+
+use anyhow::{bail, Context, Result};
+use basalt_node::home::Home;
+use basalt_node::keys;
+use basalt_node::testnet::{self, TestnetSpec, DEFAULT_BASE_PORT, DEFAULT_KEY};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "basalt",
+    version,
+    about = "Basalt: a Tendermint-style proof-of-stake node"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a node home with a single-validator genesis.
+    Init {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        chain_id: String,
+        #[arg(long, default_value = "basalt-node")]
+        moniker: String,
+    },
+    /// Create homes for a local multi-node network (node k: P2P on base+2k, RPC on base+2k+1).
+    Testnet {
+        #[arg(long)]
+        validators: usize,
+        #[arg(long, default_value_t = 0)]
+        full_nodes: usize,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = DEFAULT_BASE_PORT)]
+        base_port: u16,
+        /// Self-bond of each validator in tokens, comma separated (default 10000000 each).
+        #[arg(long, value_delimiter = ',')]
+        stake: Option<Vec<u128>>,
+        #[arg(long, default_value = "basalt-testnet")]
+        chain_id: String,
+    },
+    /// Manage account keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a new key.
+    Add {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long, default_value = DEFAULT_KEY)]
+        key: String,
+    },
+    /// Print a key's account address (40 hex digits).
+    Show {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long, default_value = DEFAULT_KEY)]
+        key: String,
+    },
+    /// List key names and addresses.
+    List {
+        #[arg(long)]
+        home: PathBuf,
+    },
+}
+
+fn valid_key_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("key name {name:?} must be 1 to 64 letters, digits, '-' or '_'");
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init {
+            home,
+            chain_id,
+            moniker,
+        } => {
+            let done = testnet::init(&Home::new(&home), &chain_id, &moniker)?;
+            println!("initialised {} for chain {chain_id}", home.display());
+            println!("account address:   {}", done.account);
+            println!("validator address: {}", done.consensus);
+        }
+        Command::Testnet {
+            validators,
+            full_nodes,
+            output,
+            base_port,
+            stake,
+            chain_id,
+        } => {
+            let spec = TestnetSpec {
+                validators,
+                full_nodes,
+                output: &output,
+                base_port,
+                stakes: stake,
+                chain_id: &chain_id,
+            };
+            let homes = testnet::testnet(&spec)?;
+            for (k, h) in homes.iter().enumerate() {
+                let role = if k < validators {
+                    "validator"
+                } else {
+                    "full node"
+                };
+                let p2p = base_port as usize + 2 * k;
+                println!(
+                    "{}  {role}  p2p 127.0.0.1:{p2p}  rpc 127.0.0.1:{}",
+                    h.root().display(),
+                    p2p + 1
+                );
+            }
+        }
+        Command::Keys { action } => match action {
+            KeysAction::Add { home, key } => {
+                valid_key_name(&key)?;
+                let k = keys::generate();
+                keys::save(&Home::new(&home).account_key_file(&key), &k)?;
+                println!("{}", k.public_key().address());
+            }
+            KeysAction::Show { home, key } => {
+                valid_key_name(&key)?;
+                let k = keys::load(&Home::new(&home).account_key_file(&key))?;
+                println!("{}", k.public_key().address());
+            }
+            KeysAction::List { home } => {
+                let dir = Home::new(&home).keys_dir();
+                let mut names: Vec<String> = std::fs::read_dir(&dir)
+                    .with_context(|| format!("reading {}", dir.display()))?
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".json")
+                            .map(String::from)
+                    })
+                    .collect();
+                names.sort();
+                for name in names {
+                    let k = keys::load(&dir.join(format!("{name}.json")))?;
+                    println!("{name}\t{}", k.public_key().address());
+                }
+            }
+        },
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The validator's signer: CometBFT's `priv_validator_state` rules (in `basalt-consensus`)
+//! with the state persisted before any signature is released, so that a validator restarted
+//! at any moment re-signs identical messages identically and refuses anything conflicting.
+
+use basalt_consensus::signer::{DoubleSignError, LastSigned, SignDecision, SignStep, SignerState};
+use basalt_types::{
+    Height, PrivateKey, Proposal, Round, Signature, SignedProposal, SignedVote, Vote, VoteType,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    #[error(transparent)]
+    DoubleSign(#[from] DoubleSignError),
+    #[error("signer state {path}: {reason}; refusing to sign (never reset this file by hand while the validator may have signed)")]
+    State { path: String, reason: String },
+}
+
+/// The state file, human-readable like CometBFT's.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    height: u64,
+    round: u32,
+    step: u8,
+    sign_bytes: String,
+    signature: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn step_code(s: SignStep) -> u8 {
+    match s {
+        SignStep::Propose => 1,
+        SignStep::Prevote => 2,
+        SignStep::Precommit => 3,
+    }
+}
+
+pub struct FileSigner {
+    key: PrivateKey,
+    chain_id: String,
+    state: SignerState,
+    path: PathBuf,
+}
+
+impl FileSigner {
+    /// Loads the state at `path` (absent: nothing signed yet).
+    pub fn open(key: PrivateKey, chain_id: &str, path: &Path) -> Result<Self, SignerError> {
+        let p = path.display().to_string();
+        let bad = |reason: String| SignerError::State {
+            path: p.clone(),
+            reason,
+        };
+        let state = match std::fs::read_to_string(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SignerState::default(),
+            Err(e) => return Err(bad(e.to_string())),
+            Ok(text) => {
+                let f: StateFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+                let step = match f.step {
+                    1 => SignStep::Propose,
+                    2 => SignStep::Prevote,
+                    3 => SignStep::Precommit,
+                    s => return Err(bad(format!("unknown step {s}"))),
+                };
+                let sign_bytes =
+                    unhex(&f.sign_bytes).ok_or_else(|| bad("sign_bytes is not hex".into()))?;
+                let sig: [u8; 64] = unhex(&f.signature)
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(|| bad("signature is not 64 hex bytes".into()))?;
+                SignerState {
+                    last: Some(LastSigned {
+                        height: Height(f.height),
+                        round: Round(f.round),
+                        step,
+                        sign_bytes,
+                        signature: Signature(sig),
+                    }),
+                }
+            }
+        };
+        Ok(FileSigner {
+            key,
+            chain_id: chain_id.to_string(),
+            state,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn state(&self) -> &SignerState {
+        &self.state
+    }
+
+    fn sign(
+        &mut self,
+        height: Height,
+        round: Round,
+        step: SignStep,
+        bytes: Vec<u8>,
+    ) -> Result<Signature, SignerError> {
+        match self.state.check(height, round, step, &bytes)? {
+            SignDecision::Reuse(sig) => Ok(sig),
+            SignDecision::Sign => {
+                let sig = self.key.sign(&bytes);
+                let file = StateFile {
+                    height: height.0,
+                    round: round.0,
+                    step: step_code(step),
+                    sign_bytes: hex(&bytes),
+                    signature: hex(&sig.0),
+                };
+                let json = serde_json::to_vec_pretty(&file).expect("state serialises");
+                // On disk before the signature exists anywhere else.
+                crate::keys::write_private(&self.path, &json).map_err(|e| SignerError::State {
+                    path: self.path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                self.state.record(height, round, step, bytes, sig);
+                Ok(sig)
+            }
+        }
+    }
+
+    pub fn sign_vote(&mut self, vote: Vote) -> Result<SignedVote, SignerError> {
+        let step = match vote.vote_type {
+            VoteType::Prevote => SignStep::Prevote,
+            VoteType::Precommit => SignStep::Precommit,
+        };
+        let bytes = vote.sign_bytes(&self.chain_id);
+        let signature = self.sign(vote.height, vote.round, step, bytes)?;
+        Ok(SignedVote { vote, signature })
+    }
+
+    pub fn sign_proposal(&mut self, proposal: Proposal) -> Result<SignedProposal, SignerError> {
+        let bytes = proposal.sign_bytes(&self.chain_id);
+        let signature = self.sign(proposal.height, proposal.round, SignStep::Propose, bytes)?;
+        Ok(SignedProposal {
+            proposal,
+            signature,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use basalt_types::{BlockId, Hash};
+
+    fn vote(key: &PrivateKey, round: u32, block: Option<&[u8]>) -> Vote {
+        Vote {
+            vote_type: VoteType::Prevote,
+            height: Height(4),
+            round: Round(round),
+            block_id: block.map(|b| BlockId(Hash::digest(b))),
+            validator: key.public_key().address(),
+        }
+    }
+
+    #[test]
+    fn after_a_restart_the_same_vote_gets_the_same_signature_and_a_conflict_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("priv_validator_state.json");
+        let key = PrivateKey::from_seed([5; 32]);
+        let first = {
+            let mut s = FileSigner::open(key.clone(), "c", &path).unwrap();
+            s.sign_vote(vote(&key, 1, Some(b"a"))).unwrap()
+        };
+        // "Crash": a fresh signer from the file only.
+        let mut s = FileSigner::open(key.clone(), "c", &path).unwrap();
+        assert_eq!(s.sign_vote(vote(&key, 1, Some(b"a"))).unwrap(), first);
+        assert!(matches!(
+            s.sign_vote(vote(&key, 1, Some(b"b"))),
+            Err(SignerError::DoubleSign(DoubleSignError::Conflict { .. }))
+        ));
+        assert!(matches!(
+            s.sign_vote(vote(&key, 0, None)),
+            Err(SignerError::DoubleSign(DoubleSignError::Regression { .. }))
+        ));
+        assert!(s.sign_vote(vote(&key, 2, None)).is_ok());
+        let p = Proposal {
+            height: Height(4),
+            round: Round(2),
+            pol_round: None,
+            block_id: BlockId(Hash::digest(b"p")),
+            proposer: key.public_key().address(),
+        };
+        assert!(
+            s.sign_proposal(p).is_err(),
+            "propose comes before prevote in round 2"
+        );
+    }
+
+    #[test]
+    fn a_damaged_state_file_stops_signing_instead_of_starting_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, b"{ not json").unwrap();
+        let err = FileSigner::open(PrivateKey::from_seed([1; 32]), "c", &path)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("refusing to sign"), "{err}");
+    }
+}
