@@ -1,0 +1,159 @@
+//! Two or three real swarms on loopback: gossip, manual validation, bans, sync requests.
+
+use super::*;
+use std::net::TcpListener;
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+async fn node(
+    listen: SocketAddr,
+    peers: Vec<SocketAddr>,
+) -> (P2pHandle, mpsc::UnboundedReceiver<Event>) {
+    let mut c = P2pConfig::new("test-chain", listen, peers);
+    c.ban_threshold = 2;
+    start(c, Keypair::generate_ed25519()).await.expect("starts")
+}
+
+async fn next_matching<T>(
+    rx: &mut mpsc::UnboundedReceiver<Event>,
+    mut f: impl FnMut(Event) -> Option<T>,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(t) = f(rx.recv().await.expect("event stream open")) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}
+
+/// Publishes `data` until the other side sees a message (the mesh takes a heartbeat to form).
+async fn publish_until_seen(
+    from: &P2pHandle,
+    rx: &mut mpsc::UnboundedReceiver<Event>,
+    topic: Topic,
+    data: Vec<u8>,
+) -> (MessageId, PeerId, Vec<u8>) {
+    for _ in 0..40 {
+        from.publish(topic, data.clone()).unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                if let Some(Event::Message {
+                    topic: t,
+                    id,
+                    source,
+                    data,
+                }) = rx.recv().await
+                {
+                    if t == topic {
+                        return (id, source, data);
+                    }
+                }
+            }
+        })
+        .await;
+        if let Ok(got) = got {
+            return got;
+        }
+    }
+    panic!("message never arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_is_validated_before_forwarding_and_bad_senders_are_banned() {
+    let (a_addr, b_addr, c_addr) = (free_port(), free_port(), free_port());
+    // A line: a — b — c. b validates before forwarding to c.
+    let (a, mut a_rx) = node(a_addr, vec![b_addr]).await;
+    let (b, mut b_rx) = node(b_addr, vec![]).await;
+    let (_c, mut c_rx) = node(c_addr, vec![b_addr]).await;
+    next_matching(&mut a_rx, |e| {
+        matches!(e, Event::PeerConnected(_)).then_some(())
+    })
+    .await;
+
+    let (id, source, data) =
+        publish_until_seen(&a, &mut b_rx, Topic::Txs, b"good tx".to_vec()).await;
+    assert_eq!(source, a.local_peer_id());
+    assert_eq!(data, b"good tx");
+    b.verdict(id, source, Verdict::Accept).unwrap();
+    let (_, via, data) = next_matching(&mut c_rx, |e| match e {
+        Event::Message {
+            id, source, data, ..
+        } => Some((id, source, data)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(via, b.local_peer_id(), "forwarded by b after acceptance");
+    assert_eq!(data, b"good tx");
+
+    // Two rejected messages cross the test threshold: b bans a.
+    for junk in [b"junk one".to_vec(), b"junk two".to_vec()] {
+        let (id, source, _) = publish_until_seen(&a, &mut b_rx, Topic::Consensus, junk).await;
+        b.verdict(id, source, Verdict::Reject).unwrap();
+    }
+    let banned = next_matching(&mut b_rx, |e| match e {
+        Event::PeerBanned(p) => Some(p),
+        _ => None,
+    })
+    .await;
+    assert_eq!(banned, a.local_peer_id());
+    next_matching(&mut a_rx, |e| {
+        matches!(e, Event::PeerDisconnected(_)).then_some(())
+    })
+    .await;
+    // Rejected messages never reach c.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(e) = c_rx.try_recv() {
+        if let Event::Message { data, .. } = e {
+            assert!(!data.starts_with(b"junk"), "rejected message was forwarded");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_requests_get_their_responses_and_topics_are_per_chain() {
+    let (a_addr, b_addr) = (free_port(), free_port());
+    let (a, mut a_rx) = node(a_addr, vec![b_addr]).await;
+    let (b, mut b_rx) = node(b_addr, vec![]).await;
+    let peer = next_matching(&mut a_rx, |e| match e {
+        Event::PeerConnected(p) => Some(p),
+        _ => None,
+    })
+    .await;
+    assert_eq!(peer, b.local_peer_id());
+    let responder = tokio::spawn(async move {
+        let req = next_matching(&mut b_rx, |e| match e {
+            Event::Request(r) => Some(r),
+            _ => None,
+        })
+        .await;
+        let mut reply = req.data.clone();
+        reply.reverse();
+        b.respond(req.id, reply).unwrap();
+    });
+    let got = a.request(peer, vec![1, 2, 3]).await.expect("a reply");
+    assert_eq!(got, vec![3, 2, 1]);
+    responder.await.unwrap();
+    assert_ne!(Topic::Txs.name("chain-a"), Topic::Txs.name("chain-b"));
+    assert_ne!(Topic::Txs.name("c"), Topic::Consensus.name("c"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_a_clear_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = start(
+        P2pConfig::new("c", addr, vec![]),
+        Keypair::generate_ed25519(),
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
