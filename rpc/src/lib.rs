@@ -1,1 +1,312 @@
-//! stub
+//! Basalt's JSON-RPC server: JSON-RPC 2.0 at `POST /` (single and batch) and the URI form
+//! `GET /<method>?arg=value`, with CometBFT v0.38's method names, error codes and response
+//! shapes so that existing clients work.
+//!
+//! The server knows nothing of node internals: it parses requests, enforces limits and
+//! hands each call to a [`Backend`] as a method name and named parameters. [`shapes`] holds
+//! the helpers that render Basalt's types in CometBFT's JSON.
+
+pub mod shapes;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A JSON-RPC error: code, message and a useful `data` string.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}: {data}")]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+    pub data: String,
+}
+
+impl RpcError {
+    pub fn parse(data: impl Into<String>) -> Self {
+        Self::new(-32700, "Parse error", data)
+    }
+    pub fn invalid_request(data: impl Into<String>) -> Self {
+        Self::new(-32600, "Invalid Request", data)
+    }
+    pub fn method_not_found(method: &str) -> Self {
+        Self::new(
+            -32601,
+            "Method not found",
+            format!("unknown method {method:?}"),
+        )
+    }
+    pub fn invalid_params(data: impl Into<String>) -> Self {
+        Self::new(-32602, "Invalid params", data)
+    }
+    pub fn internal(data: impl Into<String>) -> Self {
+        Self::new(-32603, "Internal error", data)
+    }
+    fn new(code: i64, message: &str, data: impl Into<String>) -> Self {
+        RpcError {
+            code,
+            message: message.into(),
+            data: data.into(),
+        }
+    }
+}
+
+/// What the server needs from the node: answer one method call.
+pub trait Backend: Send + Sync + 'static {
+    fn call(
+        &self,
+        method: String,
+        params: Map<String, Value>,
+    ) -> impl Future<Output = Result<Value, RpcError>> + Send;
+}
+
+#[derive(Clone, Debug)]
+pub struct RpcConfig {
+    pub listen: SocketAddr,
+    /// Largest request body (CometBFT: 1 MB).
+    pub max_body_bytes: usize,
+    /// Most calls in one batch (CometBFT: 10).
+    pub max_batch: usize,
+    /// Longest a call may take.
+    pub timeout: Duration,
+}
+
+impl RpcConfig {
+    pub fn new(listen: SocketAddr) -> Self {
+        RpcConfig {
+            listen,
+            max_body_bytes: 1_000_000,
+            max_batch: 10,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+struct Ctx<B> {
+    backend: B,
+    config: RpcConfig,
+}
+
+/// Binds now (so a port in use is reported at start) and serves in a spawned task.
+pub async fn serve<B: Backend>(config: RpcConfig, backend: B) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let app = router(config, backend);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("rpc server stopped: {e}");
+        }
+    });
+    Ok(addr)
+}
+
+pub fn router<B: Backend>(config: RpcConfig, backend: B) -> Router {
+    let limit = config.max_body_bytes;
+    let ctx = Arc::new(Ctx { backend, config });
+    Router::new()
+        .route("/", post(post_handler::<B>))
+        .route("/{method}", get(get_handler::<B>))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(ctx)
+}
+
+fn envelope(id: Value, result: Result<Value, RpcError>) -> Value {
+    match result {
+        Ok(r) => json!({"jsonrpc": "2.0", "id": id, "result": r}),
+        Err(e) => json!({"jsonrpc": "2.0", "id": id,
+            "error": {"code": e.code, "message": e.message, "data": e.data}}),
+    }
+}
+
+async fn dispatch<B: Backend>(
+    ctx: &Ctx<B>,
+    method: String,
+    params: Map<String, Value>,
+) -> Result<Value, RpcError> {
+    match tokio::time::timeout(ctx.config.timeout, ctx.backend.call(method, params)).await {
+        Ok(r) => r,
+        Err(_) => Err(RpcError::internal("request timed out")),
+    }
+}
+
+/// One JSON-RPC request object → its response (None for a notification without id? CometBFT
+/// answers every request, so we do too).
+async fn one<B: Backend>(ctx: &Ctx<B>, req: Value) -> Value {
+    let Value::Object(mut obj) = req else {
+        return envelope(
+            Value::from(-1),
+            Err(RpcError::invalid_request("request must be an object")),
+        );
+    };
+    let id = obj.remove("id").unwrap_or(Value::from(-1));
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return envelope(
+            id,
+            Err(RpcError::invalid_request("jsonrpc must be \"2.0\"")),
+        );
+    }
+    let Some(method) = obj.get("method").and_then(Value::as_str).map(String::from) else {
+        return envelope(id, Err(RpcError::invalid_request("method is missing")));
+    };
+    let params = match obj.remove("params") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(Value::Array(a)) if a.is_empty() => Map::new(),
+        Some(_) => {
+            return envelope(
+                id,
+                Err(RpcError::invalid_params(
+                    "params must be an object of named parameters",
+                )),
+            )
+        }
+    };
+    envelope(id, dispatch(ctx, method, params).await)
+}
+
+async fn post_handler<B: Backend>(
+    State(ctx): State<Arc<Ctx<B>>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Json(envelope(
+                Value::from(-1),
+                Err(RpcError::parse(e.to_string())),
+            ))
+            .into_response()
+        }
+    };
+    match req {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Json(envelope(
+                    Value::from(-1),
+                    Err(RpcError::invalid_request("empty batch")),
+                ))
+                .into_response();
+            }
+            if items.len() > ctx.config.max_batch {
+                let e = RpcError::invalid_request(format!(
+                    "batch of {} requests exceeds the limit of {}",
+                    items.len(),
+                    ctx.config.max_batch
+                ));
+                return Json(envelope(Value::from(-1), Err(e))).into_response();
+            }
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                out.push(one(&ctx, item).await);
+            }
+            Json(Value::Array(out)).into_response()
+        }
+        other => Json(one(&ctx, other).await).into_response(),
+    }
+}
+
+/// URI form: every query argument is a string; CometBFT quotes strings (`?hash="..."` or
+/// `?hash=0x...`), numbers come bare. Quotes are stripped here; the backend parses numbers.
+async fn get_handler<B: Backend>(
+    State(ctx): State<Arc<Ctx<B>>>,
+    Path(method): Path<String>,
+    Query(args): Query<HashMap<String, String>>,
+) -> Response {
+    let params: Map<String, Value> = args
+        .into_iter()
+        .map(|(k, v)| {
+            let v = v
+                .strip_prefix('"')
+                .and_then(|s| s.strip_suffix('"'))
+                .map(String::from)
+                .unwrap_or(v);
+            (k, Value::String(v))
+        })
+        .collect();
+    let body = envelope(Value::from(-1), dispatch(&ctx, method, params).await);
+    let status = StatusCode::OK;
+    (status, Json(body)).into_response()
+}
+
+/// Reads a named parameter that may come as a JSON number or a decimal string.
+pub fn param_u64(params: &Map<String, Value>, name: &str) -> Result<Option<u64>, RpcError> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+            RpcError::invalid_params(format!("{name} must be a non-negative integer"))
+        }),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
+            RpcError::invalid_params(format!("{name} must be a non-negative integer, got {s:?}"))
+        }),
+        Some(_) => Err(RpcError::invalid_params(format!(
+            "{name} must be an integer"
+        ))),
+    }
+}
+
+pub fn param_str<'a>(
+    params: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, RpcError> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(RpcError::invalid_params(format!("{name} must be a string"))),
+    }
+}
+
+/// Bytes given as base64 (JSON body, CometBFT's encoding for `tx`) or as `0x`-prefixed hex
+/// (the URI form).
+pub fn param_bytes(params: &Map<String, Value>, name: &str) -> Result<Option<Vec<u8>>, RpcError> {
+    let Some(s) = param_str(params, name)? else {
+        return Ok(None);
+    };
+    if let Some(h) = s.strip_prefix("0x") {
+        return hex::decode(h)
+            .map(Some)
+            .map_err(|e| RpcError::invalid_params(format!("{name}: bad hex: {e}")));
+    }
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map(Some)
+        .map_err(|e| RpcError::invalid_params(format!("{name}: bad base64: {e}")))
+}
+
+/// A hash given as hex (64 digits, optionally `0x`-prefixed, either case, the URI form) or
+/// as base64 (what CometBFT's JSON form and tendermint-rpc send).
+pub fn param_hash(params: &Map<String, Value>, name: &str) -> Result<Option<[u8; 32]>, RpcError> {
+    let Some(s) = param_str(params, name)? else {
+        return Ok(None);
+    };
+    let bytes =
+        match s.strip_prefix("0x") {
+            Some(h) => hex::decode(h)
+                .map_err(|e| RpcError::invalid_params(format!("{name}: bad hex: {e}")))?,
+            None if s.len() == 64 => hex::decode(s)
+                .map_err(|e| RpcError::invalid_params(format!("{name}: bad hex: {e}")))?,
+            None => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map_err(|e| {
+                        RpcError::invalid_params(format!("{name}: neither hex nor base64: {e}"))
+                    })?
+            }
+        };
+    bytes
+        .try_into()
+        .map(Some)
+        .map_err(|_| RpcError::invalid_params(format!("{name} must be 32 bytes")))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,324 @@
+//! The node's view of the decided chain: the runtime state, the validator sets of the next
+//! two heights, and the last block. It builds proposals, judges other proposers' blocks (the
+//! paper's `valid(v)`), and applies decided blocks, from consensus or from block sync alike.
+
+use crate::store::{BlockResults, Store, StoreError, TxRecord};
+use basalt_genesis::Genesis;
+use basalt_runtime::{BlockContext, BlockResult, Runtime, RuntimeError};
+use basalt_staking::{CommitError, ValidatorSchedule, ValidatorSet, ValidatorSetError};
+use basalt_types::{
+    Address, Block, BlockId, Commit, Evidence, Hash, Header, Height, Round, Timestamp,
+};
+use std::collections::BTreeSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("runtime: {0}")]
+    Runtime(#[from] RuntimeError),
+    #[error("validator set update at height {height}: {source}")]
+    ValidatorSet {
+        height: u64,
+        source: ValidatorSetError,
+    },
+    #[error("stored block {height} is missing")]
+    MissingBlock { height: u64 },
+    #[error("block {height} was decided with app hash {header} but this node computed {ours}: the node's state diverged from the network's; refusing to go on (restore from a peer's snapshot or resync from genesis)")]
+    AppHashMismatch {
+        height: u64,
+        header: Hash,
+        ours: Hash,
+    },
+}
+
+/// Why a block is not a valid proposal (or sync block) for the next height.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    #[error("block is for chain {0:?}")]
+    ChainId(String),
+    #[error("block is for height {got}, expected {expected}")]
+    Height { got: u64, expected: u64 },
+    #[error("header field {0} does not match this node's chain")]
+    Header(&'static str),
+    #[error("the body does not match the header's hashes")]
+    Body,
+    #[error("block time must be after the previous block's")]
+    Time,
+    #[error("proposer is {got}, expected {expected}")]
+    Proposer { got: Address, expected: Address },
+    #[error("last commit: {0}")]
+    LastCommit(String),
+    #[error("block exceeds the limits ({0})")]
+    TooLarge(String),
+    #[error("commit does not finalise this block: {0}")]
+    Commit(#[from] CommitError),
+}
+
+pub struct Chain {
+    pub genesis: Genesis,
+    pub genesis_hash: Hash,
+    pub runtime: Runtime,
+    /// Sets of the next height and the one after.
+    pub schedule: ValidatorSchedule,
+    /// Set of the last decided height (verifies the next block's last commit).
+    pub last_set: Option<ValidatorSet>,
+    pub last_header: Option<Header>,
+    pub last_commit: Option<Commit>,
+    pub last_results_hash: Hash,
+    consensus_hash: Hash,
+}
+
+/// What applying a block produced, for logs, the mempool and the RPC.
+pub struct Applied {
+    pub result: BlockResult,
+    pub txs: Vec<TxRecord>,
+}
+
+impl Chain {
+    /// The chain at genesis, then every stored block re-executed in order (their commits were
+    /// verified when they were stored). Returns the chain and the number of replayed blocks.
+    pub fn load(genesis: Genesis, store: &Store) -> Result<(Chain, u64), ChainError> {
+        let genesis_hash = genesis.hash();
+        let (runtime, set) = Runtime::from_genesis(&genesis)?;
+        let consensus_hash = Hash::of(&genesis.consensus_params);
+        let mut chain = Chain {
+            genesis,
+            genesis_hash,
+            runtime,
+            schedule: ValidatorSchedule::genesis(set),
+            last_set: None,
+            last_header: None,
+            last_commit: None,
+            last_results_hash: Hash::default(),
+            consensus_hash,
+        };
+        let mut replayed = 0;
+        if let Some(last) = store.last_height()? {
+            for h in chain.genesis.initial_height..=last {
+                let block = store
+                    .block(h)?
+                    .ok_or(ChainError::MissingBlock { height: h })?;
+                let commit = store
+                    .commit(h)?
+                    .ok_or(ChainError::MissingBlock { height: h })?;
+                chain.execute(&block, commit, true)?;
+                replayed += 1;
+            }
+        }
+        Ok((chain, replayed))
+    }
+
+    pub fn chain_id(&self) -> &str {
+        &self.genesis.chain_id
+    }
+
+    /// The height consensus works on.
+    pub fn next_height(&self) -> u64 {
+        self.runtime.height() + 1
+    }
+
+    pub fn last_block_id(&self) -> Option<BlockId> {
+        self.last_header.as_ref().map(Header::id)
+    }
+
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.schedule.current
+    }
+
+    /// A block for the next height with `txs` and `evidence`, proposed by `proposer` at
+    /// wall-clock `now` (kept strictly after the previous block's time).
+    pub fn build_block(
+        &self,
+        proposer: Address,
+        now: Timestamp,
+        txs: Vec<Vec<u8>>,
+        evidence: Vec<Evidence>,
+    ) -> Block {
+        let time = match &self.last_header {
+            Some(h) if h.time >= now => Timestamp {
+                seconds: h.time.seconds + i64::from(h.time.nanos == 999_999_999),
+                nanos: (h.time.nanos + 1) % 1_000_000_000,
+            },
+            _ => now,
+        };
+        let header = Header {
+            chain_id: self.chain_id().to_string(),
+            height: Height(self.next_height()),
+            time,
+            last_block_id: self.last_block_id(),
+            last_commit_hash: self.last_commit.as_ref().map(Hash::of).unwrap_or_default(),
+            data_hash: Block::compute_data_hash(&txs),
+            validators_hash: self.schedule.current.hash(),
+            next_validators_hash: self.schedule.next.hash(),
+            consensus_hash: self.consensus_hash,
+            app_hash: self.runtime.app_hash(),
+            last_results_hash: self.last_results_hash,
+            evidence_hash: Block::compute_evidence_hash(&evidence),
+            proposer_address: proposer,
+        };
+        Block {
+            header,
+            txs,
+            evidence,
+            last_commit: self.last_commit.clone(),
+        }
+    }
+
+    /// Checks everything about a block for the next height that does not depend on who
+    /// proposed it: chain, height, the header fields this node can compute, the body's
+    /// hashes, time order, limits and the last commit.
+    pub fn check_block(&self, block: &Block) -> Result<(), BlockError> {
+        let h = &block.header;
+        if h.chain_id != self.chain_id() {
+            return Err(BlockError::ChainId(h.chain_id.clone()));
+        }
+        if h.height.0 != self.next_height() {
+            return Err(BlockError::Height {
+                got: h.height.0,
+                expected: self.next_height(),
+            });
+        }
+        let fields = [
+            (h.last_block_id == self.last_block_id(), "last_block_id"),
+            (
+                h.validators_hash == self.schedule.current.hash(),
+                "validators_hash",
+            ),
+            (
+                h.next_validators_hash == self.schedule.next.hash(),
+                "next_validators_hash",
+            ),
+            (h.consensus_hash == self.consensus_hash, "consensus_hash"),
+            (h.app_hash == self.runtime.app_hash(), "app_hash"),
+            (
+                h.last_results_hash == self.last_results_hash,
+                "last_results_hash",
+            ),
+        ];
+        if let Some((_, name)) = fields.iter().find(|(ok, _)| !ok) {
+            return Err(BlockError::Header(name));
+        }
+        if !block.body_matches_header() {
+            return Err(BlockError::Body);
+        }
+        if let Some(last) = &self.last_header {
+            if h.time <= last.time {
+                return Err(BlockError::Time);
+            }
+        }
+        let limits = &self.genesis.consensus_params.block;
+        if block.txs.len() as u64 > u64::from(limits.max_txs) {
+            return Err(BlockError::TooLarge(format!("{} txs", block.txs.len())));
+        }
+        let bytes: usize = block.txs.iter().map(Vec::len).sum();
+        if bytes as u64 > limits.max_bytes {
+            return Err(BlockError::TooLarge(format!("{bytes} bytes of txs")));
+        }
+        match (&block.last_commit, &self.last_set, self.last_block_id()) {
+            (None, None, None) => Ok(()),
+            (Some(c), Some(set), Some(id)) => set
+                .verify_commit(self.chain_id(), Height(h.height.0 - 1), &id, c)
+                .map_err(|e| BlockError::LastCommit(e.to_string())),
+            _ => Err(BlockError::LastCommit("missing or unexpected".into())),
+        }
+    }
+
+    /// `valid(v)` for a proposal of `round`: [`Chain::check_block`] plus the proposer.
+    pub fn check_proposal(&self, block: &Block, round: Round) -> Result<(), BlockError> {
+        self.check_block(block)?;
+        let expected = self.schedule.current.proposer_for_round(round.0);
+        if block.header.proposer_address != expected {
+            return Err(BlockError::Proposer {
+                got: block.header.proposer_address,
+                expected,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a synced block and the commit that finalises it.
+    pub fn check_synced(&self, block: &Block, commit: &Commit) -> Result<(), BlockError> {
+        self.check_block(block)?;
+        self.schedule.current.verify_commit(
+            self.chain_id(),
+            block.header.height,
+            &block.id(),
+            commit,
+        )?;
+        Ok(())
+    }
+
+    /// Executes a decided block and advances the validator schedule. `trusted_sigs`: every
+    /// transaction's signature was already verified by this node.
+    pub fn execute(
+        &mut self,
+        block: &Block,
+        commit: Commit,
+        trusted_sigs: bool,
+    ) -> Result<Applied, ChainError> {
+        let height = block.header.height.0;
+        if block.header.app_hash != self.runtime.app_hash() {
+            return Err(ChainError::AppHashMismatch {
+                height,
+                header: block.header.app_hash,
+                ours: self.runtime.app_hash(),
+            });
+        }
+        let ctx = BlockContext {
+            height,
+            last_commit_signers: block
+                .last_commit
+                .iter()
+                .flat_map(|c| c.signatures.iter().map(|s| s.validator))
+                .collect::<BTreeSet<_>>(),
+            evidence: block.evidence.clone(),
+        };
+        let result = if trusted_sigs {
+            self.runtime.execute_block_trusted(&ctx, &block.txs)?
+        } else {
+            self.runtime.execute_block(&ctx, &block.txs)?
+        };
+        let set = self.schedule.current.clone();
+        self.schedule
+            .advance(&result.validator_updates)
+            .map_err(|source| ChainError::ValidatorSet { height, source })?;
+        self.last_set = Some(set);
+        self.last_header = Some(block.header.clone());
+        self.last_commit = Some(commit);
+        let results = self.results_of(height, &result);
+        self.last_results_hash = results.hash();
+        let txs = block
+            .txs
+            .iter()
+            .zip(&result.tx_results)
+            .enumerate()
+            .map(|(i, (tx, r))| TxRecord {
+                height,
+                index: i as u32,
+                code: r.code,
+                log: r.log.clone(),
+                events: r
+                    .events
+                    .iter()
+                    .map(|e| (e.kind.clone(), e.attributes.clone()))
+                    .collect(),
+                tx: tx.clone(),
+            })
+            .collect();
+        Ok(Applied { result, txs })
+    }
+
+    pub fn results_of(&self, height: u64, result: &BlockResult) -> BlockResults {
+        BlockResults {
+            height,
+            tx_codes: result.tx_results.iter().map(|r| r.code).collect(),
+            app_hash: result.app_hash,
+            validator_updates: result
+                .validator_updates
+                .iter()
+                .map(|u| (u.public_key.to_bytes(), u.power))
+                .collect(),
+        }
+    }
+}

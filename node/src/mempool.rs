@@ -1,0 +1,242 @@
+//! Transactions waiting for a block: bounded by count and bytes, admitted by `check_tx`
+//! against the state plus the sender's pending transactions (so back-to-back transactions
+//! from one key are accepted in nonce order), re-checked after every block, and reaped in
+//! per-sender nonce order. A cache of recently seen hashes keeps gossip from bringing the
+//! same transaction back again and again.
+
+use basalt_runtime::{tx_hash, Runtime, SignedTx, TxResult};
+use basalt_types::{Address, Hash};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MempoolError {
+    #[error("transaction already in the mempool or recently seen")]
+    Duplicate,
+    #[error("mempool is full ({count} transactions, {bytes} bytes)")]
+    Full { count: usize, bytes: usize },
+}
+
+/// Codes for mempool refusals, next to the runtime's check_tx codes (which stay below 100).
+pub const CODE_DUPLICATE: u32 = 101;
+pub const CODE_FULL: u32 = 102;
+
+struct Entry {
+    bytes: Vec<u8>,
+    sender: Address,
+    nonce: u64,
+}
+
+pub struct Mempool {
+    max_txs: usize,
+    max_bytes: usize,
+    bytes: usize,
+    txs: HashMap<Hash, Entry>,
+    /// Per sender: nonce → hash, contiguous from the account's nonce.
+    by_sender: HashMap<Address, BTreeMap<u64, Hash>>,
+    /// Arrival order, for fair reaping across senders.
+    order: VecDeque<Hash>,
+    seen: HashSet<Hash>,
+    seen_order: VecDeque<Hash>,
+    seen_cap: usize,
+    /// Hashes whose signatures this node verified (committed blocks made of them need no
+    /// second verification).
+    verified: HashSet<Hash>,
+}
+
+impl Mempool {
+    pub fn new(max_txs: usize, max_bytes: usize) -> Self {
+        Mempool {
+            max_txs,
+            max_bytes,
+            bytes: 0,
+            txs: HashMap::new(),
+            by_sender: HashMap::new(),
+            order: VecDeque::new(),
+            seen: HashSet::new(),
+            seen_order: VecDeque::new(),
+            seen_cap: 200_000,
+            verified: HashSet::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The nonce the sender's next transaction must carry.
+    pub fn next_nonce(&self, runtime: &Runtime, sender: &Address) -> u64 {
+        self.by_sender
+            .get(sender)
+            .and_then(|m| m.keys().next_back())
+            .map_or_else(|| runtime.account(sender).nonce, |n| n + 1)
+    }
+
+    fn remember(&mut self, hash: Hash) {
+        if self.seen.insert(hash) {
+            self.seen_order.push_back(hash);
+            while self.seen_order.len() > self.seen_cap {
+                if let Some(old) = self.seen_order.pop_front() {
+                    self.seen.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn seen(&self, hash: &Hash) -> bool {
+        self.seen.contains(hash)
+    }
+
+    /// `check_tx` and, when it passes, admission. Returns the result and the hash.
+    pub fn add(&mut self, runtime: &Runtime, bytes: Vec<u8>) -> (TxResult, Hash) {
+        let hash = tx_hash(&bytes);
+        if self.seen.contains(&hash) {
+            return (refusal(CODE_DUPLICATE, MempoolError::Duplicate), hash);
+        }
+        if self.txs.len() >= self.max_txs || self.bytes + bytes.len() > self.max_bytes {
+            let e = MempoolError::Full {
+                count: self.txs.len(),
+                bytes: self.bytes,
+            };
+            return (refusal(CODE_FULL, e), hash);
+        }
+        let Ok(tx) = SignedTx::decode(&bytes) else {
+            // Let the runtime word the refusal.
+            return (runtime.check_tx(&bytes), hash);
+        };
+        let sender = tx.sender();
+        let expected = self.next_nonce(runtime, &sender);
+        let result = runtime.check_tx_with_nonce(&bytes, Some(expected));
+        if !result.is_ok() {
+            return (result, hash);
+        }
+        self.remember(hash);
+        self.verified.insert(hash);
+        self.bytes += bytes.len();
+        self.by_sender
+            .entry(sender)
+            .or_default()
+            .insert(tx.body.nonce, hash);
+        self.order.push_back(hash);
+        self.txs.insert(
+            hash,
+            Entry {
+                bytes,
+                sender,
+                nonce: tx.body.nonce,
+            },
+        );
+        (result, hash)
+    }
+
+    /// Up to `max_txs` transactions and `max_bytes` bytes for a proposal, each sender's in
+    /// nonce order (a sender's later transaction never precedes an earlier one).
+    pub fn reap(&self, max_txs: usize, max_bytes: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut taken: HashMap<Address, u64> = HashMap::new();
+        for hash in &self.order {
+            if out.len() >= max_txs {
+                break;
+            }
+            let Some(e) = self.txs.get(hash) else {
+                continue;
+            };
+            // Only the sender's next nonce may go in; arrival order already follows nonces
+            // for one sender because admission required it.
+            let first = self
+                .by_sender
+                .get(&e.sender)
+                .and_then(|m| m.keys().next().copied())
+                .unwrap_or(e.nonce);
+            let next = taken.get(&e.sender).map_or(first, |n| n + 1);
+            if e.nonce != next || bytes + e.bytes.len() > max_bytes {
+                continue;
+            }
+            bytes += e.bytes.len();
+            taken.insert(e.sender, e.nonce);
+            out.push(e.bytes.clone());
+        }
+        out
+    }
+
+    /// Whether every transaction of `txs` was verified by this node.
+    pub fn all_verified(&self, txs: &[Vec<u8>]) -> bool {
+        txs.iter().all(|t| self.verified.contains(&tx_hash(t)))
+    }
+
+    /// After a block: drops its transactions, then re-checks the rest in nonce order against
+    /// the new state and drops what no longer passes.
+    pub fn update(&mut self, runtime: &Runtime, committed: &[Vec<u8>]) {
+        for tx in committed {
+            let h = tx_hash(tx);
+            self.remember(h);
+            self.verified.remove(&h);
+            self.remove(&h);
+        }
+        let senders: Vec<Address> = self.by_sender.keys().copied().collect();
+        for sender in senders {
+            let mut expected = runtime.account(&sender).nonce;
+            let hashes: Vec<Hash> = self
+                .by_sender
+                .get(&sender)
+                .map(|m| m.values().copied().collect())
+                .unwrap_or_default();
+            for h in hashes {
+                let keep = self.txs.get(&h).is_some_and(|e| {
+                    e.nonce == expected
+                        && runtime
+                            .check_tx_with_nonce(&e.bytes, Some(expected))
+                            .is_ok()
+                });
+                if keep {
+                    expected += 1;
+                } else {
+                    self.remove(&h);
+                    self.verified.remove(&h);
+                }
+            }
+        }
+        self.order.retain(|h| self.txs.contains_key(h));
+    }
+
+    fn remove(&mut self, hash: &Hash) {
+        if let Some(e) = self.txs.remove(hash) {
+            self.bytes -= e.bytes.len();
+            if let Some(m) = self.by_sender.get_mut(&e.sender) {
+                m.remove(&e.nonce);
+                if m.is_empty() {
+                    self.by_sender.remove(&e.sender);
+                }
+            }
+        }
+    }
+
+    /// Pending transactions in arrival order (for `unconfirmed_txs`).
+    pub fn pending(&self, limit: usize) -> Vec<Vec<u8>> {
+        self.order
+            .iter()
+            .filter_map(|h| self.txs.get(h))
+            .take(limit)
+            .map(|e| e.bytes.clone())
+            .collect()
+    }
+}
+
+fn refusal(code: u32, e: MempoolError) -> TxResult {
+    TxResult {
+        code,
+        log: e.to_string(),
+        events: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

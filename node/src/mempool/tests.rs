@@ -1,0 +1,111 @@
+use super::*;
+use basalt_genesis::Genesis;
+use basalt_runtime::{BlockContext, Msg, TxBody};
+use basalt_types::PrivateKey;
+
+const CHAIN: &str = "mempool-test";
+
+fn key(i: u8) -> PrivateKey {
+    PrivateKey::from_seed([i; 32])
+}
+
+fn runtime() -> Runtime {
+    let v = key(100);
+    let g = Genesis::generate(
+        CHAIN,
+        "2026-01-01T00:00:00Z",
+        vec![(v.public_key(), key(101).public_key(), 10_000_000, "v".into())],
+        (1..=3)
+            .map(|i| (key(i).public_key().address(), 1_000_000))
+            .collect(),
+    )
+    .unwrap();
+    Runtime::from_genesis(&g).unwrap().0
+}
+
+fn transfer(from: u8, nonce: u64, amount: u128) -> Vec<u8> {
+    TxBody {
+        chain_id: CHAIN.into(),
+        nonce,
+        fee: 10,
+        msg: Msg::Transfer {
+            to: key(9).public_key().address(),
+            amount,
+        },
+    }
+    .sign(&key(from))
+    .to_bytes()
+}
+
+#[test]
+fn back_to_back_nonces_are_admitted_and_reaped_in_order() {
+    let rt = runtime();
+    let mut m = Mempool::new(100, 1 << 20);
+    let sender = key(1).public_key().address();
+    assert_eq!(m.next_nonce(&rt, &sender), 0);
+    for n in 0..3 {
+        let (r, _) = m.add(&rt, transfer(1, n, 5));
+        assert_eq!(r.code, 0, "{}", r.log);
+    }
+    assert_eq!(m.next_nonce(&rt, &sender), 3);
+    // A gap and a replay are refused by check_tx.
+    assert_ne!(m.add(&rt, transfer(1, 7, 5)).0.code, 0);
+    assert_ne!(m.add(&rt, transfer(1, 1, 6)).0.code, 0);
+    // The same bytes twice: a duplicate.
+    let (dup, _) = m.add(&rt, transfer(1, 2, 5));
+    assert_eq!(dup.code, CODE_DUPLICATE);
+    m.add(&rt, transfer(2, 0, 5));
+    let reaped = m.reap(10, 1 << 20);
+    assert_eq!(reaped.len(), 4);
+    let nonces: Vec<u64> = reaped
+        .iter()
+        .map(|b| SignedTx::decode(b).unwrap())
+        .filter(|t| t.sender() == sender)
+        .map(|t| t.body.nonce)
+        .collect();
+    assert_eq!(nonces, vec![0, 1, 2]);
+    // Limits are respected.
+    assert_eq!(m.reap(2, 1 << 20).len(), 2);
+    assert_eq!(m.reap(10, reaped[0].len()).len(), 1);
+}
+
+#[test]
+fn bounded_by_count_and_bytes() {
+    let rt = runtime();
+    let mut m = Mempool::new(2, 1 << 20);
+    assert_eq!(m.add(&rt, transfer(1, 0, 1)).0.code, 0);
+    assert_eq!(m.add(&rt, transfer(2, 0, 1)).0.code, 0);
+    assert_eq!(m.add(&rt, transfer(3, 0, 1)).0.code, CODE_FULL);
+    let tx = transfer(1, 1, 1);
+    let mut small = Mempool::new(100, tx.len() - 1);
+    assert_eq!(small.add(&rt, tx).0.code, CODE_FULL);
+    assert_eq!(small.size_bytes(), 0);
+}
+
+#[test]
+fn committed_txs_leave_and_the_rest_is_rechecked() {
+    let mut rt = runtime();
+    let mut m = Mempool::new(100, 1 << 20);
+    let a0 = transfer(1, 0, 5);
+    let a1 = transfer(1, 1, 5);
+    // Sender 2 spends almost everything in its second transaction.
+    let b0 = transfer(2, 0, 5);
+    let b1 = transfer(2, 1, 999_000);
+    for t in [&a0, &a1, &b0, &b1] {
+        assert_eq!(m.add(&rt, t.clone()).0.code, 0);
+    }
+    // A block from elsewhere commits a0 and a conflicting spend of sender 2 with nonce 0.
+    let other_b0 = transfer(2, 0, 900_000);
+    let ctx = BlockContext {
+        height: 1,
+        ..Default::default()
+    };
+    rt.execute_block(&ctx, &[a0.clone(), other_b0.clone()])
+        .unwrap();
+    m.update(&rt, &[a0.clone(), other_b0]);
+    // a1 stays; b0 is stale (nonce used) and b1 now lacks funds and nonce order.
+    assert_eq!(m.len(), 1);
+    assert_eq!(m.reap(10, 1 << 20), vec![a1]);
+    // A committed transaction is remembered and not admitted again.
+    assert_eq!(m.add(&rt, a0).0.code, CODE_DUPLICATE);
+}

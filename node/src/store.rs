@@ -1,0 +1,290 @@
+//! The node's durable chain in sled: blocks, their commits, execution results, the
+//! transaction index and evidence, one key space with a one-byte prefix per kind.
+//!
+//! A decided block and everything derived from it go to disk in one atomic batch followed by
+//! one flush: one durable write per block, never one per transaction, and never a block
+//! without its results (or the reverse) after a crash.
+
+use basalt_types::{Block, Commit, Hash};
+use borsh::{BorshDeserialize, BorshSerialize};
+use std::path::Path;
+
+const BLOCK: u8 = b'B';
+const COMMIT: u8 = b'C';
+const RESULTS: u8 = b'R';
+const TX: u8 = b'T';
+const EVIDENCE: u8 = b'E';
+const META: u8 = b'M';
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open { path: String, source: sled::Error },
+    #[error("database: {0}")]
+    Db(#[from] sled::Error),
+    #[error("database record {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("the data directory belongs to chain {found:?} (genesis {found_hash}), not to {expected:?} (genesis {expected_hash}); use a fresh --home for this chain")]
+    OtherChain {
+        found: String,
+        found_hash: String,
+        expected: String,
+        expected_hash: String,
+    },
+}
+
+/// One executed transaction, as `tx` and the tx index return it.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct TxRecord {
+    pub height: u64,
+    pub index: u32,
+    pub code: u32,
+    pub log: String,
+    /// `(type, [(key, value)])` pairs, CometBFT-style events.
+    pub events: Vec<(String, Vec<(String, String)>)>,
+    pub tx: Vec<u8>,
+}
+
+/// What executing a block produced, kept for `block_results` and `last_results_hash`.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BlockResults {
+    pub height: u64,
+    pub tx_codes: Vec<u32>,
+    pub app_hash: Hash,
+    /// Validator set changes decided by the block: (consensus key bytes, new power).
+    pub validator_updates: Vec<([u8; 32], u64)>,
+}
+
+impl BlockResults {
+    /// The header field `last_results_hash` of the next block.
+    pub fn hash(&self) -> Hash {
+        Hash::of(&self.tx_codes)
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+}
+
+fn key(prefix: u8, height: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&height.to_be_bytes());
+    k
+}
+
+fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn decode<T: BorshDeserialize>(k: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    borsh::from_slice(v).map_err(|e| StoreError::Corrupt {
+        key: hex::encode(k),
+        reason: e.to_string(),
+    })
+}
+
+fn enc<T: BorshSerialize>(v: &T) -> Vec<u8> {
+    borsh::to_vec(v).expect("borsh into a Vec is infallible")
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        Ok(Store { db })
+    }
+
+    /// Binds the database to one chain on first use and refuses any other chain afterwards.
+    pub fn check_chain(&self, chain_id: &str, genesis_hash: &Hash) -> Result<(), StoreError> {
+        let k = prefixed(META, b"chain");
+        let want = enc(&(chain_id.to_string(), *genesis_hash));
+        match self.db.get(&k)? {
+            None => {
+                self.db.insert(k, want)?;
+                self.db.flush()?;
+                Ok(())
+            }
+            Some(v) if v.as_ref() == want.as_slice() => Ok(()),
+            Some(v) => {
+                let (found, found_hash): (String, Hash) = decode(&k, &v)?;
+                Err(StoreError::OtherChain {
+                    found,
+                    found_hash: found_hash.to_string(),
+                    expected: chain_id.to_string(),
+                    expected_hash: genesis_hash.to_string(),
+                })
+            }
+        }
+    }
+
+    /// The highest stored height, if any block is stored.
+    pub fn last_height(&self) -> Result<Option<u64>, StoreError> {
+        let last = self.db.scan_prefix([BLOCK]).keys().next_back().transpose()?;
+        Ok(last.map(|k| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&k[1..9]);
+            u64::from_be_bytes(b)
+        }))
+    }
+
+    fn get<T: BorshDeserialize>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get(k)? {
+            None => Ok(None),
+            Some(v) => decode(k, &v).map(Some),
+        }
+    }
+
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        self.get(&key(BLOCK, height))
+    }
+
+    pub fn commit(&self, height: u64) -> Result<Option<Commit>, StoreError> {
+        self.get(&key(COMMIT, height))
+    }
+
+    pub fn results(&self, height: u64) -> Result<Option<BlockResults>, StoreError> {
+        self.get(&key(RESULTS, height))
+    }
+
+    pub fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, StoreError> {
+        self.get(&prefixed(TX, hash.as_bytes()))
+    }
+
+    /// Height of the block with this id (by scanning headers from the top: used by RPC only).
+    pub fn height_of(&self, id: &basalt_types::BlockId) -> Result<Option<u64>, StoreError> {
+        for item in self.db.scan_prefix([BLOCK]).rev() {
+            let (k, v) = item?;
+            let b: Block = decode(&k, &v)?;
+            if b.id() == *id {
+                return Ok(Some(b.header.height.0));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores a decided block with its commit, results and transaction index entries in one
+    /// atomic batch, then flushes once.
+    pub fn save_block(
+        &self,
+        block: &Block,
+        commit: &Commit,
+        results: &BlockResults,
+        txs: &[TxRecord],
+    ) -> Result<(), StoreError> {
+        let h = block.header.height.0;
+        let mut batch = sled::Batch::default();
+        batch.insert(&key(BLOCK, h), enc(block));
+        batch.insert(&key(COMMIT, h), enc(commit));
+        batch.insert(&key(RESULTS, h), enc(results));
+        for (tx, record) in block.txs.iter().zip(txs) {
+            let hash = basalt_runtime::tx_hash(tx);
+            batch.insert(prefixed(TX, hash.as_bytes()), enc(record));
+        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Keeps a piece of evidence (keyed by its hash) for the evidence pool.
+    pub fn save_evidence(&self, ev: &basalt_types::Evidence) -> Result<(), StoreError> {
+        self.db
+            .insert(prefixed(EVIDENCE, Hash::of(ev).as_bytes()), enc(ev))?;
+        Ok(())
+    }
+
+    pub fn evidence(&self) -> Result<Vec<basalt_types::Evidence>, StoreError> {
+        self.db
+            .scan_prefix([EVIDENCE])
+            .map(|item| {
+                let (k, v) = item?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use basalt_types::{BlockId, Header, Height, Round, Timestamp};
+
+    fn block(h: u64) -> Block {
+        Block {
+            header: Header {
+                chain_id: "c".into(),
+                height: Height(h),
+                time: Timestamp::default(),
+                last_block_id: None,
+                last_commit_hash: Hash::default(),
+                data_hash: Hash::default(),
+                validators_hash: Hash::default(),
+                next_validators_hash: Hash::default(),
+                consensus_hash: Hash::default(),
+                app_hash: Hash::default(),
+                last_results_hash: Hash::default(),
+                evidence_hash: Hash::default(),
+                proposer_address: basalt_types::Address([0; 20]),
+            },
+            txs: vec![vec![h as u8]],
+            evidence: vec![],
+            last_commit: None,
+        }
+    }
+
+    #[test]
+    fn blocks_survive_a_reopen_and_the_chain_is_bound_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Hash::digest(b"genesis");
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.check_chain("c", &g).unwrap();
+            assert_eq!(s.last_height().unwrap(), None);
+            for h in [1u64, 2, 300] {
+                let b = block(h);
+                let c = Commit {
+                    height: Height(h),
+                    round: Round(0),
+                    block_id: b.id(),
+                    signatures: vec![],
+                };
+                let r = BlockResults {
+                    height: h,
+                    tx_codes: vec![0],
+                    app_hash: Hash::default(),
+                    validator_updates: vec![],
+                };
+                let t = TxRecord {
+                    height: h,
+                    index: 0,
+                    code: 0,
+                    log: String::new(),
+                    events: vec![],
+                    tx: b.txs[0].clone(),
+                };
+                s.save_block(&b, &c, &r, &[t]).unwrap();
+            }
+        }
+        let s = Store::open(dir.path()).unwrap();
+        s.check_chain("c", &g).unwrap();
+        assert_eq!(s.last_height().unwrap(), Some(300), "ordered by height, not bytes");
+        assert_eq!(s.block(2).unwrap().unwrap(), block(2));
+        assert_eq!(s.commit(300).unwrap().unwrap().block_id, block(300).id());
+        let rec = s.tx(&basalt_runtime::tx_hash(&[2u8])).unwrap().unwrap();
+        assert_eq!(rec.height, 2);
+        assert_eq!(s.height_of(&block(1).id()).unwrap(), Some(1));
+        assert_eq!(s.height_of(&BlockId(Hash::digest(b"x"))).unwrap(), None);
+        let err = s.check_chain("other", &g).unwrap_err();
+        assert!(err.to_string().contains("belongs to chain \"c\""), "{err}");
+    }
+}

@@ -1,0 +1,173 @@
+//! Basalt's types in CometBFT v0.38's JSON: int64 as decimal strings, hashes and addresses
+//! upper-case hex, byte blobs base64, times RFC 3339 with nanoseconds, ed25519 keys as
+//! `{"type":"tendermint/PubKeyEd25519","value":base64}`.
+
+use basalt_types::{Block, BlockId, Commit, Header, PublicKey, Timestamp};
+use base64::Engine;
+use serde_json::{json, Value};
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-25T04:32:31.123456789Z`.
+pub fn rfc3339(t: Timestamp) -> String {
+    let secs = t.seconds;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        t.nanos
+    )
+}
+
+pub fn pub_key(k: &PublicKey) -> Value {
+    json!({"type": "tendermint/PubKeyEd25519", "value": b64(&k.to_bytes())})
+}
+
+/// CometBFT's BlockID: the hash plus a part-set header (Basalt sends a block as one part).
+pub fn block_id(id: Option<BlockId>) -> Value {
+    match id {
+        Some(id) => json!({"hash": id.0.to_hex(), "parts": {"total": 1, "hash": id.0.to_hex()}}),
+        None => json!({"hash": "", "parts": {"total": 0, "hash": ""}}),
+    }
+}
+
+pub fn header(h: &Header) -> Value {
+    json!({
+        "version": {"block": "11", "app": "0"},
+        "chain_id": h.chain_id,
+        "height": h.height.0.to_string(),
+        "time": rfc3339(h.time),
+        "last_block_id": block_id(h.last_block_id),
+        "last_commit_hash": h.last_commit_hash.to_hex(),
+        "data_hash": h.data_hash.to_hex(),
+        "validators_hash": h.validators_hash.to_hex(),
+        "next_validators_hash": h.next_validators_hash.to_hex(),
+        "consensus_hash": h.consensus_hash.to_hex(),
+        "app_hash": h.app_hash.to_hex(),
+        "last_results_hash": h.last_results_hash.to_hex(),
+        "evidence_hash": h.evidence_hash.to_hex(),
+        "proposer_address": h.proposer_address.to_hex(),
+    })
+}
+
+/// A commit; `time` is the committed block's time (Basalt's precommits carry none).
+pub fn commit(c: &Commit, time: Timestamp) -> Value {
+    json!({
+        "height": c.height.0.to_string(),
+        "round": c.round.0,
+        "block_id": block_id(Some(c.block_id)),
+        "signatures": c.signatures.iter().map(|s| json!({
+            "block_id_flag": 2,
+            "validator_address": s.validator.to_hex(),
+            "timestamp": rfc3339(time),
+            "signature": b64(&s.signature.0),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn evidence_list(b: &Block) -> Value {
+    Value::Array(
+        b.evidence
+            .iter()
+            .map(|e| {
+                let basalt_types::Evidence::DuplicateVote(d) = e;
+                json!({"type": "tendermint/DuplicateVoteEvidence", "value": serde_json::to_value(d).unwrap_or(Value::Null)})
+            })
+            .collect(),
+    )
+}
+
+pub fn block(b: &Block) -> Value {
+    let last_commit = match &b.last_commit {
+        Some(c) => commit(c, b.header.time),
+        None => json!({"height": "0", "round": 0, "block_id": block_id(None), "signatures": []}),
+    };
+    json!({
+        "header": header(&b.header),
+        "data": {"txs": b.txs.iter().map(|t| b64(t)).collect::<Vec<_>>()},
+        "evidence": {"evidence": evidence_list(b)},
+        "last_commit": last_commit,
+    })
+}
+
+/// The `block` method's result.
+pub fn block_response(b: &Block) -> Value {
+    json!({"block_id": block_id(Some(b.id())), "block": block(b)})
+}
+
+pub fn validator(k: &PublicKey, power: u64, priority: i64) -> Value {
+    json!({
+        "address": k.address().to_hex(),
+        "pub_key": pub_key(k),
+        "voting_power": power.to_string(),
+        "proposer_priority": priority.to_string(),
+    })
+}
+
+/// An ABCI event: `{type, attributes: [{key, value, index}]}`.
+pub fn event(kind: &str, attributes: &[(String, String)]) -> Value {
+    json!({
+        "type": kind,
+        "attributes": attributes.iter().map(|(k, v)| json!({"key": k, "value": v, "index": true})).collect::<Vec<_>>(),
+    })
+}
+
+/// `ExecTxResult` / `ResponseCheckTx` fields.
+pub fn tx_result(code: u32, log: &str, events: Value) -> Value {
+    json!({
+        "code": code,
+        "data": null,
+        "log": log,
+        "info": "",
+        "gas_wanted": "0",
+        "gas_used": "0",
+        "events": events,
+        "codespace": "",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_with_nanoseconds() {
+        assert_eq!(
+            rfc3339(Timestamp {
+                seconds: 0,
+                nanos: 5
+            }),
+            "1970-01-01T00:00:00.000000005Z"
+        );
+        // 2026-11-25T04:32:31Z
+        assert_eq!(
+            rfc3339(Timestamp {
+                seconds: 1_795_581_151,
+                nanos: 123_456_789
+            }),
+            "2026-11-25T04:32:31.123456789Z"
+        );
+        // A leap day.
+        assert_eq!(
+            rfc3339(Timestamp {
+                seconds: 1_709_164_800,
+                nanos: 0
+            }),
+            "2024-02-29T00:00:00.000000000Z"
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The protocol layer against a backend that echoes: envelopes, batches, the URI form,
+//! limits and the standard error codes.
+
+use super::*;
+use axum::body::Body;
+use axum::http::Request;
+use tower::ServiceExt;
+
+#[derive(Clone)]
+struct Echo;
+
+impl Backend for Echo {
+    async fn call(&self, method: String, params: Map<String, Value>) -> Result<Value, RpcError> {
+        match method.as_str() {
+            "echo" => Ok(Value::Object(params)),
+            "height" => Ok(json!(param_u64(&params, "height")?)),
+            "slow" => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(Value::Null)
+            }
+            m => Err(RpcError::method_not_found(m)),
+        }
+    }
+}
+
+fn app() -> Router {
+    let mut c = RpcConfig::new("127.0.0.1:0".parse().unwrap());
+    c.max_body_bytes = 4096;
+    c.timeout = Duration::from_millis(200);
+    router(c, Echo)
+}
+
+async fn post_json(body: impl Into<String>) -> (StatusCode, Value) {
+    let req = Request::post("/")
+        .header("content-type", "application/json")
+        .body(Body::from(body.into()))
+        .unwrap();
+    let resp = app().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn get_uri(uri: &str) -> Value {
+    let resp = app()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn single_requests_keep_their_id_and_named_params() {
+    let (_, v) = post_json(r#"{"jsonrpc":"2.0","id":7,"method":"echo","params":{"a":"b"}}"#).await;
+    assert_eq!(v, json!({"jsonrpc":"2.0","id":7,"result":{"a":"b"}}));
+    let (_, v) =
+        post_json(r#"{"jsonrpc":"2.0","id":"x","method":"height","params":{"height":"12"}}"#).await;
+    assert_eq!(v["result"], json!(12));
+}
+
+#[tokio::test]
+async fn errors_carry_the_standard_codes_and_a_reason() {
+    let (_, v) = post_json("{not json").await;
+    assert_eq!(v["error"]["code"], -32700);
+    let (_, v) = post_json(r#"{"jsonrpc":"1.0","id":1,"method":"echo"}"#).await;
+    assert_eq!(v["error"]["code"], -32600);
+    let (_, v) = post_json(r#"{"jsonrpc":"2.0","id":1,"method":"nope"}"#).await;
+    assert_eq!(v["error"]["code"], -32601);
+    assert!(v["error"]["data"].as_str().unwrap().contains("nope"));
+    let (_, v) =
+        post_json(r#"{"jsonrpc":"2.0","id":1,"method":"height","params":{"height":"x"}}"#).await;
+    assert_eq!(v["error"]["code"], -32602);
+    let (_, v) = post_json(r#"{"jsonrpc":"2.0","id":1,"method":"echo","params":[1]}"#).await;
+    assert_eq!(v["error"]["code"], -32602);
+    let (_, v) = post_json(r#"{"jsonrpc":"2.0","id":1,"method":"slow"}"#).await;
+    assert_eq!(v["error"]["code"], -32603);
+    assert!(v["error"]["data"].as_str().unwrap().contains("timed out"));
+}
+
+#[tokio::test]
+async fn batches_answer_in_order_up_to_the_limit() {
+    let batch: Vec<Value> = (0..3)
+        .map(|i| json!({"jsonrpc":"2.0","id":i,"method":"height","params":{"height":i}}))
+        .collect();
+    let (_, v) = post_json(serde_json::to_string(&batch).unwrap()).await;
+    let ids: Vec<i64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![0, 1, 2]);
+    let big: Vec<Value> = (0..11)
+        .map(|i| json!({"jsonrpc":"2.0","id":i,"method":"echo"}))
+        .collect();
+    let (_, v) = post_json(serde_json::to_string(&big).unwrap()).await;
+    assert_eq!(v["error"]["code"], -32600);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"echo","params":{{"a":"{}"}}}}"#,
+        "x".repeat(5000)
+    );
+    let (status, _) = post_json(body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn the_uri_form_strips_quotes() {
+    let v = get_uri("/echo?hash=%22abc%22&height=5").await;
+    assert_eq!(v["result"], json!({"hash":"abc","height":"5"}));
+    let v = get_uri("/nope").await;
+    assert_eq!(v["error"]["code"], -32601);
+}
+
+#[test]
+fn hashes_come_as_hex_or_base64() {
+    let raw = [0xABu8; 32];
+    let mut p = Map::new();
+    p.insert("hash".into(), json!(hex::encode_upper(raw)));
+    assert_eq!(param_hash(&p, "hash").unwrap(), Some(raw));
+    p.insert("hash".into(), json!(format!("0x{}", hex::encode(raw))));
+    assert_eq!(param_hash(&p, "hash").unwrap(), Some(raw));
+    p.insert("hash".into(), json!(shapes::b64(&raw)));
+    assert_eq!(param_hash(&p, "hash").unwrap(), Some(raw));
+    p.insert("hash".into(), json!("zz"));
+    assert!(param_hash(&p, "hash").is_err());
+}
