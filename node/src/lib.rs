@@ -1,10 +1,23 @@
-//! The Basalt node's building blocks: the home directory layout, key files, configuration,
-//! the consensus write-ahead log and the persisted double-sign guard. The `basalt` binary
+//! The Basalt node: home layout, keys, configuration, the consensus WAL, the persisted
+//! double-sign guard, sled storage, the mempool, the event loop that drives consensus over
+//! libp2p, the RPC methods it answers, and the CLI's client side. The `basalt` binary
 //! (src/main.rs) drives them from the command line.
 
+pub mod api;
+pub mod chain;
+pub mod cli_tx;
+pub mod client;
 pub mod config;
 pub mod home;
 pub mod keys;
+pub mod localnet;
+pub mod logging;
+pub mod mempool;
+pub mod node;
 pub mod signer;
+pub mod start;
+pub mod store;
 pub mod testnet;
 pub mod wal;
+pub mod wal_record;
+pub mod wire;

@@ -1,11 +1,11 @@
-//! `basalt`: the node's command line (DESIGN.md §5). Commands arrive as they become real:
-//! `init`, `testnet` and `keys` now; `start`, `localnet`, `tx` and `query` with the networked
-//! node.
+//! `basalt`: the node's command line (DESIGN.md §5): init, testnet, start, localnet, keys,
+//! tx and query.
 
 use anyhow::{bail, Context, Result};
 use basalt_node::home::Home;
 use basalt_node::keys;
 use basalt_node::testnet::{self, TestnetSpec, DEFAULT_BASE_PORT, DEFAULT_KEY};
+use basalt_node::{cli_tx, localnet};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +47,45 @@ enum Command {
         stake: Option<Vec<u128>>,
         #[arg(long, default_value = "basalt-testnet")]
         chain_id: String,
+        /// Propose timeout in milliseconds (prevote and precommit wait half of it).
+        #[arg(long)]
+        timeout_propose_ms: Option<u64>,
+        /// Pause after each block, in milliseconds.
+        #[arg(long)]
+        timeout_commit_ms: Option<u64>,
+        /// Also write a docker-compose.yml (not available yet).
+        #[arg(long, hide = true)]
+        docker: bool,
+    },
+    /// Run a node.
+    Start {
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// Create and run a local N-validator network in one command (ctrl-c stops it).
+    Localnet {
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Where the nodes' homes go (kept between runs; a new chain if it is empty).
+        #[arg(long, default_value = "localnet")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = DEFAULT_BASE_PORT)]
+        base_port: u16,
+    },
+    /// Sign and submit a transaction.
+    Tx {
+        #[command(subcommand)]
+        msg: cli_tx::TxCommand,
+        #[command(flatten)]
+        opts: cli_tx::TxOptions,
+    },
+    /// Query a node (JSON on stdout).
+    Query {
+        #[command(subcommand)]
+        what: cli_tx::QueryCommand,
+        /// The node's JSON-RPC address.
+        #[arg(long, global = true, default_value = cli_tx::DEFAULT_NODE)]
+        node: String,
     },
     /// Manage account keys.
     Keys {
@@ -109,7 +148,13 @@ fn run(cli: Cli) -> Result<()> {
             base_port,
             stake,
             chain_id,
+            timeout_propose_ms,
+            timeout_commit_ms,
+            docker,
         } => {
+            if docker {
+                bail!("--docker is not available yet");
+            }
             let spec = TestnetSpec {
                 validators,
                 full_nodes,
@@ -117,6 +162,8 @@ fn run(cli: Cli) -> Result<()> {
                 base_port,
                 stakes: stake,
                 chain_id: &chain_id,
+                timeout_propose_ms,
+                timeout_commit_ms,
             };
             let homes = testnet::testnet(&spec)?;
             for (k, h) in homes.iter().enumerate() {
@@ -133,6 +180,18 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Command::Start { home } => {
+            basalt_node::logging::init();
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(basalt_node::start::start(&Home::new(&home)))?;
+        }
+        Command::Localnet {
+            validators,
+            dir,
+            base_port,
+        } => localnet::run(validators, &dir, base_port)?,
+        Command::Tx { msg, opts } => cli_tx::run_tx(msg, opts)?,
+        Command::Query { what, node } => cli_tx::run_query(what, &node)?,
         Command::Keys { action } => match action {
             KeysAction::Add { home, key } => {
                 valid_key_name(&key)?;

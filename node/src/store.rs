@@ -130,7 +130,12 @@ impl Store {
 
     /// The highest stored height, if any block is stored.
     pub fn last_height(&self) -> Result<Option<u64>, StoreError> {
-        let last = self.db.scan_prefix([BLOCK]).keys().next_back().transpose()?;
+        let last = self
+            .db
+            .scan_prefix([BLOCK])
+            .keys()
+            .next_back()
+            .transpose()?;
         Ok(last.map(|k| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&k[1..9]);
@@ -277,7 +282,11 @@ mod tests {
         }
         let s = Store::open(dir.path()).unwrap();
         s.check_chain("c", &g).unwrap();
-        assert_eq!(s.last_height().unwrap(), Some(300), "ordered by height, not bytes");
+        assert_eq!(
+            s.last_height().unwrap(),
+            Some(300),
+            "ordered by height, not bytes"
+        );
         assert_eq!(s.block(2).unwrap().unwrap(), block(2));
         assert_eq!(s.commit(300).unwrap().unwrap().block_id, block(300).id());
         let rec = s.tx(&basalt_runtime::tx_hash(&[2u8])).unwrap().unwrap();

@@ -124,6 +124,10 @@ pub struct TestnetSpec<'a> {
     /// Self-bond of each validator in tokens (default 10,000,000 each).
     pub stakes: Option<Vec<u128>>,
     pub chain_id: &'a str,
+    /// Propose timeout (prevote and precommit get half); default CometBFT's 3 s.
+    pub timeout_propose_ms: Option<u64>,
+    /// Pause after each block; default 1 s.
+    pub timeout_commit_ms: Option<u64>,
 }
 
 /// N validators and M full nodes in `output/node<k>`: node k listens for peers on
@@ -158,7 +162,7 @@ pub fn testnet(spec: &TestnetSpec) -> Result<Vec<Home>> {
             account: keys::generate(),
         })
         .collect();
-    let genesis = Genesis::generate(
+    let mut genesis = Genesis::generate(
         spec.chain_id,
         &now_rfc3339(),
         keys[..n]
@@ -174,13 +178,29 @@ pub fn testnet(spec: &TestnetSpec) -> Result<Vec<Home>> {
             .map(|k| (k.account.public_key().address(), ACCOUNT_FUNDS))
             .collect(),
     )?;
+    let timeouts = &mut genesis.consensus_params.timeouts;
+    if let Some(p) = spec.timeout_propose_ms {
+        timeouts.propose_ms = p;
+        timeouts.propose_delta_ms = p / 4;
+        timeouts.prevote_ms = p / 2;
+        timeouts.prevote_delta_ms = p / 4;
+        timeouts.precommit_ms = p / 2;
+        timeouts.precommit_delta_ms = p / 4;
+    }
+    if let Some(c) = spec.timeout_commit_ms {
+        timeouts.commit_ms = c;
+    }
+    genesis.validate()?;
     let p2p = |k: usize| spec.base_port + 2 * k as u16;
     for (k, home) in homes.iter().enumerate() {
         let peers = (0..total)
             .filter(|j| *j != k)
             .map(|j| format!("127.0.0.1:{}", p2p(j)))
             .collect();
-        let config = Config::new(&format!("node{k}"), p2p(k), p2p(k) + 1, peers);
+        let mut config = Config::new(&format!("node{k}"), p2p(k), p2p(k) + 1, peers);
+        if let Some(c) = spec.timeout_commit_ms {
+            config.consensus.timeout_commit_ms = c;
+        }
         write_home(home, &keys[k], &config, &genesis)?;
     }
     Ok(homes)

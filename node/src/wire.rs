@@ -10,7 +10,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 pub enum ConsensusMsg {
     Proposal {
         proposal: SignedProposal,
-        block: Block,
+        block: Box<Block>,
     },
     Vote(SignedVote),
 }

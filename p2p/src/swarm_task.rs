@@ -303,18 +303,16 @@ impl Task {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    for p in &mut self.persistent {
-                        if p.connected == Some(peer_id) {
-                            p.connected = None;
-                        }
+                for p in &mut self.persistent {
+                    if p.connected == Some(peer_id) {
+                        p.connected = None;
                     }
-                    tracing::info!(%peer_id, "peer disconnected");
-                    self.emit(Event::PeerDisconnected(peer_id));
                 }
+                tracing::info!(%peer_id, "peer disconnected");
+                self.emit(Event::PeerDisconnected(peer_id));
             }
             SwarmEvent::OutgoingConnectionError { connection_id, .. } => {
                 for p in &mut self.persistent {

@@ -14,7 +14,12 @@ fn runtime() -> Runtime {
     let g = Genesis::generate(
         CHAIN,
         "2026-01-01T00:00:00Z",
-        vec![(v.public_key(), key(101).public_key(), 10_000_000, "v".into())],
+        vec![(
+            v.public_key(),
+            key(101).public_key(),
+            10_000_000,
+            "v".into(),
+        )],
         (1..=3)
             .map(|i| (key(i).public_key().address(), 1_000_000))
             .collect(),

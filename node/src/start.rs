@@ -1,0 +1,138 @@
+//! `basalt start`: load and check everything a node needs, failing with one clear message
+//! (bad genesis, data directory of another chain, port in use, unreadable key), then run.
+
+use crate::chain::Chain;
+use crate::config::Config;
+use crate::home::Home;
+use crate::keys;
+use crate::mempool::Mempool;
+use crate::node::{ApiCall, Node, NodeParts, NodeSettings};
+use crate::signer::FileSigner;
+use crate::store::Store;
+use crate::wal::Wal;
+use crate::wal_record::WalRecord;
+use anyhow::{anyhow, Context, Result};
+use basalt_genesis::Genesis;
+use basalt_rpc::{Backend, RpcConfig, RpcError};
+use serde_json::{Map, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// The RPC server's way into the node task.
+#[derive(Clone)]
+struct NodeBackend(mpsc::Sender<ApiCall>);
+
+impl Backend for NodeBackend {
+    async fn call(&self, method: String, params: Map<String, Value>) -> Result<Value, RpcError> {
+        let (reply, rx) = oneshot::channel();
+        self.0
+            .send(ApiCall {
+                method,
+                params,
+                reply,
+            })
+            .await
+            .map_err(|_| RpcError::internal("the node is shutting down"))?;
+        rx.await
+            .map_err(|_| RpcError::internal("the node is shutting down"))?
+    }
+}
+
+fn parse_addr(what: &str, s: &str) -> Result<SocketAddr> {
+    s.parse()
+        .map_err(|e| anyhow!("{what} {s:?} is not an IP:port address: {e}"))
+}
+
+pub fn load_genesis(home: &Home) -> Result<Genesis> {
+    let path = home.genesis_file();
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the genesis file {}", path.display()))?;
+    Genesis::from_json(&text).with_context(|| format!("genesis file {} is invalid", path.display()))
+}
+
+/// The node's libp2p identity, created on first start (CometBFT's node_key.json).
+fn node_key(home: &Home) -> Result<basalt_p2p::Keypair> {
+    let path = home.config_dir().join("node_key.json");
+    let key = if path.exists() {
+        keys::load(&path)?
+    } else {
+        let k = keys::generate();
+        keys::save(&path, &k)?;
+        k
+    };
+    Ok(basalt_p2p::keypair_from_seed(key.seed())?)
+}
+
+pub async fn start(home: &Home) -> Result<()> {
+    let config = Config::load(&home.config_file())?;
+    let genesis = load_genesis(home)?;
+    let chain_id = genesis.chain_id.clone();
+    let p2p_listen = parse_addr("p2p.listen", &config.p2p.listen)?;
+    let rpc_listen = parse_addr("rpc.listen", &config.rpc.listen)?;
+    let peers = config
+        .p2p
+        .persistent_peers
+        .iter()
+        .map(|p| parse_addr("a persistent peer", p))
+        .collect::<Result<Vec<_>>>()?;
+
+    std::fs::create_dir_all(home.data_dir())
+        .with_context(|| format!("creating {}", home.data_dir().display()))?;
+    let store = Store::open(&home.data_dir().join("blockstore.db"))?;
+    store.check_chain(&chain_id, &genesis.hash())?;
+    let (chain, replayed) = Chain::load(genesis, &store)?;
+    tracing::info!(
+        chain_id,
+        height = chain.next_height() - 1,
+        replayed,
+        "state loaded"
+    );
+
+    let signer = if home.validator_key_file().exists() {
+        let key = keys::load(&home.validator_key_file())?;
+        let public = key.public_key();
+        let s = FileSigner::open(key, &chain_id, &home.validator_state_file())?;
+        tracing::info!(address = %public.address(), "validator key loaded");
+        Some((s, public))
+    } else {
+        None
+    };
+    let (wal, replay) = Wal::<WalRecord>::open(&home.wal_file())?;
+    if let Some(cut) = replay.repaired_tail {
+        tracing::warn!(
+            bytes = cut,
+            "the WAL had a torn tail (a crash mid-write); it was cut off"
+        );
+    }
+
+    // Bind both ports before anything runs, so that a port in use stops the start cleanly.
+    let (api_tx, api_rx) = mpsc::channel(1024);
+    let rpc_addr = basalt_rpc::serve(RpcConfig::new(rpc_listen), NodeBackend(api_tx))
+        .await
+        .with_context(|| format!("cannot serve JSON-RPC on {rpc_listen}"))?;
+    let (p2p, net) = basalt_p2p::start(
+        basalt_p2p::P2pConfig::new(&chain_id, p2p_listen, peers),
+        node_key(home)?,
+    )
+    .await?;
+    tracing::info!(rpc = %rpc_addr, p2p = %p2p_listen, peer_id = %p2p.local_peer_id(), "node started");
+
+    let parts = NodeParts {
+        settings: NodeSettings {
+            moniker: config.moniker.clone(),
+            create_empty_blocks: config.consensus.create_empty_blocks,
+            timeout_commit: Duration::from_millis(config.consensus.timeout_commit_ms),
+            rpc_listen: rpc_addr.to_string(),
+            p2p_listen: p2p_listen.to_string(),
+        },
+        chain,
+        store,
+        mempool: Mempool::new(config.mempool.max_txs, config.mempool.max_bytes),
+        signer,
+        wal,
+        wal_records: replay.records,
+        p2p,
+    };
+    Node::run(parts, net, api_rx).await
+}
