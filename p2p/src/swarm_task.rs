@@ -60,7 +60,10 @@ fn build_swarm(config: &P2pConfig, keypair: Keypair) -> Result<Swarm<Behaviour>,
         .message_id_fn(|m: &gossipsub::Message| {
             gossipsub::MessageId::from(Sha256::digest(&m.data).to_vec())
         })
-        .max_transmit_size(config.max_message_bytes)
+        // The transport takes up to twice the limit so that a message over the limit reaches
+        // `swarm_event`, where it is refused and its sender penalised; beyond that gossipsub
+        // drops it on its own.
+        .max_transmit_size(config.max_message_bytes.saturating_mul(2))
         .heartbeat_interval(Duration::from_millis(500))
         .build()
         .map_err(|e| setup(&e))?;
@@ -329,6 +332,19 @@ impl Task {
                 let Some(topic) = self.topics.get(&message.topic).copied() else {
                     return;
                 };
+                if message.data.len() > self.config.max_message_bytes {
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Reject,
+                        );
+                    let reason = format!("oversized message ({} bytes)", message.data.len());
+                    self.penalise(propagation_source, &reason);
+                    return;
+                }
                 self.emit(Event::Message {
                     topic,
                     source: propagation_source,
