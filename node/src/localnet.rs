@@ -81,10 +81,12 @@ pub fn run(validators: usize, dir: &Path, base_port: u16) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut last = 0;
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = term.recv() => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             }
             for (k, c) in children.0.iter_mut().enumerate() {
