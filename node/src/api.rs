@@ -135,23 +135,17 @@ impl Node {
             None | Some(0) => next - 1,
             Some(h) => h,
         };
-        // The node keeps the sets it needs for consensus: the last, current and next heights.
-        let set = if height == next {
-            &self.chain.schedule.current
-        } else if height == next + 1 {
-            &self.chain.schedule.next
-        } else if height + 1 == next {
-            self.chain
-                .last_set
-                .as_ref()
-                .unwrap_or(&self.chain.schedule.current)
-        } else {
-            return Err(RpcError::invalid_params(format!(
-                "validator set of height {height} is not kept; heights {} to {} are",
-                next.saturating_sub(1).max(1),
-                next + 1
-            )));
-        };
+        let set = self
+            .store
+            .validator_set(height)
+            .map_err(internal)?
+            .ok_or_else(|| {
+                RpcError::invalid_params(format!(
+                    "no validator set for height {height}; heights {} to {} are known",
+                    self.chain.genesis.initial_height,
+                    next + 1
+                ))
+            })?;
         let page = param_u64(params, "page")?.unwrap_or(1).max(1) as usize;
         let per_page = param_u64(params, "per_page")?.unwrap_or(30).clamp(1, 100) as usize;
         let all = set.validators();

@@ -53,6 +53,8 @@ pub enum BlockError {
     TooLarge(String),
     #[error("commit does not finalise this block: {0}")]
     Commit(#[from] CommitError),
+    #[error("evidence: {0}")]
+    Evidence(String),
 }
 
 pub struct Chain {
@@ -215,6 +217,7 @@ impl Chain {
         if bytes as u64 > limits.max_bytes {
             return Err(BlockError::TooLarge(format!("{bytes} bytes of txs")));
         }
+        self.check_evidence_list(&block.evidence)?;
         match (&block.last_commit, &self.last_set, self.last_block_id()) {
             (None, None, None) => Ok(()),
             (Some(c), Some(set), Some(id)) => set
@@ -222,6 +225,34 @@ impl Chain {
                 .map_err(|e| BlockError::LastCommit(e.to_string())),
             _ => Err(BlockError::LastCommit("missing or unexpected".into())),
         }
+    }
+
+    /// Whether `ev` may go into the next block: it verifies against the staking state of its
+    /// height, is not too old and its validator was not already punished.
+    pub fn check_evidence(&self, ev: &Evidence) -> Result<(), basalt_staking::EvidenceRejection> {
+        let Evidence::DuplicateVote(d) = ev;
+        self.runtime
+            .staking()
+            .check_double_sign(self.chain_id(), d, self.next_height())
+            .map(|_| ())
+    }
+
+    /// A block's evidence: each piece valid, none twice, within the size limit.
+    fn check_evidence_list(&self, list: &[Evidence]) -> Result<(), BlockError> {
+        let mut seen = BTreeSet::new();
+        let mut bytes = 0u64;
+        for ev in list {
+            if !seen.insert(Hash::of(ev)) {
+                return Err(BlockError::Evidence("the same evidence twice".into()));
+            }
+            bytes += borsh::to_vec(ev).map_or(0, |v| v.len() as u64);
+            self.check_evidence(ev)
+                .map_err(|e| BlockError::Evidence(e.to_string()))?;
+        }
+        if bytes > self.genesis.consensus_params.evidence.max_bytes {
+            return Err(BlockError::Evidence(format!("{bytes} bytes of evidence")));
+        }
+        Ok(())
     }
 
     /// `valid(v)` for a proposal of `round`: [`Chain::check_block`] plus the proposer.

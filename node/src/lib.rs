@@ -8,11 +8,14 @@ pub mod chain;
 pub mod cli_tx;
 pub mod client;
 pub mod config;
+pub mod evidence_pool;
 pub mod home;
 pub mod keys;
 pub mod localnet;
 pub mod logging;
 pub mod mempool;
+#[cfg(feature = "byzantine")]
+pub mod misbehave;
 pub mod node;
 pub mod signer;
 pub mod start;

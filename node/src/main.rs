@@ -61,6 +61,11 @@ enum Command {
     Start {
         #[arg(long)]
         home: PathBuf,
+        /// Equivocate on purpose: double-prevote, double-precommit or double-propose, from
+        /// HEIGHT on (testing builds only).
+        #[cfg(feature = "byzantine")]
+        #[arg(long, value_name = "KIND[@HEIGHT]")]
+        misbehave: Option<basalt_node::misbehave::Misbehave>,
     },
     /// Create and run a local N-validator network in one command (ctrl-c stops it).
     Localnet {
@@ -180,10 +185,18 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Start { home } => {
+        Command::Start {
+            home,
+            #[cfg(feature = "byzantine")]
+            misbehave,
+        } => {
             basalt_node::logging::init();
+            let options = basalt_node::start::StartOptions {
+                #[cfg(feature = "byzantine")]
+                misbehave,
+            };
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(basalt_node::start::start(&Home::new(&home)))?;
+            rt.block_on(basalt_node::start::start(&Home::new(&home), options))?;
         }
         Command::Localnet {
             validators,

@@ -3,6 +3,7 @@
 //! sync replies, timeouts, RPC calls), so no lock guards consensus state.
 
 use crate::chain::Chain;
+use crate::evidence_pool::EvidencePool;
 use crate::mempool::Mempool;
 use crate::signer::FileSigner;
 use crate::store::Store;
@@ -59,6 +60,7 @@ pub struct Node {
     pub(crate) store: Store,
     pub(crate) engine: Engine,
     pub(crate) mempool: Mempool,
+    pub(crate) evidence: EvidencePool,
     pub(crate) signer: Option<FileSigner>,
     pub(crate) me: Option<Address>,
     pub(crate) validator_key: Option<basalt_types::PublicKey>,
@@ -76,6 +78,9 @@ pub struct Node {
     last_commit_at: Option<Instant>,
     sync_progress: Option<(Instant, u64)>,
     pub(crate) catching_up: bool,
+    ticks: u64,
+    #[cfg(feature = "byzantine")]
+    pub(crate) misbehave: Option<crate::misbehave::Misbehave>,
 }
 
 pub struct NodeParts {
@@ -83,10 +88,13 @@ pub struct NodeParts {
     pub chain: Chain,
     pub store: Store,
     pub mempool: Mempool,
+    pub evidence: EvidencePool,
     pub signer: Option<(FileSigner, basalt_types::PublicKey)>,
     pub wal: Wal<WalRecord>,
     pub wal_records: Vec<WalRecord>,
     pub p2p: P2pHandle,
+    #[cfg(feature = "byzantine")]
+    pub misbehave: Option<crate::misbehave::Misbehave>,
 }
 
 pub fn now() -> Timestamp {
@@ -136,6 +144,7 @@ impl Node {
             store: parts.store,
             engine,
             mempool: parts.mempool,
+            evidence: parts.evidence,
             signer,
             me,
             validator_key,
@@ -152,6 +161,9 @@ impl Node {
             last_commit_at: None,
             sync_progress: None,
             catching_up: false,
+            ticks: 0,
+            #[cfg(feature = "byzantine")]
+            misbehave: parts.misbehave,
         };
         node.resume(parts.wal_records)?;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -334,7 +346,7 @@ impl Node {
         }
     }
 
-    fn publish_consensus(&self, msg: &ConsensusMsg) {
+    pub(crate) fn publish_consensus(&self, msg: &ConsensusMsg) {
         if let Err(e) = self.p2p.publish(Topic::Consensus, wire::encode(msg)) {
             tracing::warn!("publish: {e}");
         }
@@ -362,6 +374,8 @@ impl Node {
                 };
                 self.wal.append(&record, true)?;
                 let (height, block_id) = (signed.proposal.height, block.id());
+                #[cfg(feature = "byzantine")]
+                self.misbehave_propose(&signed, &block);
                 self.publish_consensus(&ConsensusMsg::Proposal {
                     proposal: signed.clone(),
                     block: Box::new(block),
@@ -386,6 +400,8 @@ impl Node {
                 };
                 self.wal.append(&WalRecord::Vote(signed.clone()), true)?;
                 self.publish_consensus(&ConsensusMsg::Vote(signed.clone()));
+                #[cfg(feature = "byzantine")]
+                self.misbehave_vote(&signed);
                 work.push_back(Input::Vote(signed));
             }
             Output::ScheduleTimeout {
@@ -420,7 +436,12 @@ impl Node {
                 let txs = self
                     .mempool
                     .reap(limits.max_txs as usize, limits.max_bytes as usize);
-                let block = self.chain.build_block(me, now(), txs, Vec::new());
+                let max_evidence = self.chain.genesis.consensus_params.evidence.max_bytes as usize;
+                let chain = &self.chain;
+                let evidence = self
+                    .evidence
+                    .for_block(max_evidence, |ev| chain.check_evidence(ev));
+                let block = self.chain.build_block(me, now(), txs, evidence);
                 let block_id = block.id();
                 self.blocks.insert(block_id, block);
                 work.push_back(Input::ValueReady {
@@ -452,12 +473,15 @@ impl Node {
                 tracing::warn!(
                     validator = %ev.vote_a.vote.validator,
                     height = %ev.vote_a.vote.height,
+                    round = %ev.vote_a.vote.round,
+                    kind = ?ev.vote_a.vote.vote_type,
                     "equivocation detected"
                 );
                 let ev = basalt_types::Evidence::DuplicateVote(ev);
-                self.store.save_evidence(&ev)?;
-                if let Err(e) = self.p2p.publish(Topic::Evidence, wire::encode(&ev)) {
-                    tracing::warn!("publish evidence: {e}");
+                if self.admit_evidence(ev.clone())? {
+                    if let Err(e) = self.p2p.publish(Topic::Evidence, wire::encode(&ev)) {
+                        tracing::warn!("publish evidence: {e}");
+                    }
                 }
             }
         }
@@ -474,10 +498,33 @@ impl Node {
             .with_context(|| format!("executing block {height}"))?;
         let results = self.chain.results_of(height, &applied.result);
         self.store
-            .save_block(&block, &commit, &results, &applied.txs)
+            .save_block(
+                &block,
+                &commit,
+                &results,
+                &applied.txs,
+                &self.chain.schedule.next,
+            )
             .with_context(|| format!("storing block {height}"))?;
         self.wal.reset()?;
         self.mempool.update(&self.chain.runtime, &block.txs);
+        for (ev, result) in block.evidence.iter().zip(&applied.result.evidence_results) {
+            let basalt_types::Evidence::DuplicateVote(d) = ev;
+            match result {
+                Ok(o) => tracing::warn!(
+                    height,
+                    validator = %d.vote_a.vote.validator,
+                    operator = ?o.operator,
+                    infraction_height = %d.vote_a.vote.height,
+                    burned = %o.burned(),
+                    "committed evidence: validator slashed, jailed and tombstoned"
+                ),
+                Err(e) => tracing::warn!(height, "committed evidence rejected by the runtime: {e}"),
+            }
+        }
+        let chain = &self.chain;
+        self.evidence
+            .update(&self.store, &block.evidence, |ev| chain.check_evidence(ev))?;
         let now = Instant::now();
         let interval_ms = self
             .last_commit_at
@@ -700,17 +747,42 @@ impl Node {
             return Ok(Verdict::Reject);
         };
         let basalt_types::Evidence::DuplicateVote(d) = &ev;
-        let Some(set) = self.set_for(d.vote_a.vote.height.0) else {
-            return Ok(Verdict::Ignore);
+        // Forged evidence (bad signatures, same block twice) is an attack; stale or
+        // already-punished evidence is just late.
+        let chain_id = self.chain.chain_id();
+        let forged = match self
+            .chain
+            .runtime
+            .staking()
+            .validator_by_consensus(&d.vote_a.vote.validator)
+        {
+            Some(v) => d.verify(chain_id, &v.consensus_key).is_err(),
+            None => true,
         };
-        let Some(v) = set.get(&d.vote_a.vote.validator) else {
-            return Ok(Verdict::Reject);
-        };
-        if d.verify(self.chain.chain_id(), &v.public_key).is_err() {
+        if forged {
             return Ok(Verdict::Reject);
         }
-        self.store.save_evidence(&ev)?;
-        Ok(Verdict::Accept)
+        Ok(if self.admit_evidence(ev)? {
+            Verdict::Accept
+        } else {
+            Verdict::Ignore
+        })
+    }
+
+    /// Checks and keeps evidence; whether it is new and valid.
+    fn admit_evidence(&mut self, ev: basalt_types::Evidence) -> Result<bool> {
+        let chain = &self.chain;
+        match self
+            .evidence
+            .add(&self.store, ev, |e| chain.check_evidence(e))
+        {
+            Ok(new) => Ok(new),
+            Err(crate::evidence_pool::PoolError::Store(e)) => Err(e.into()),
+            Err(e) => {
+                tracing::debug!("evidence not kept: {e}");
+                Ok(false)
+            }
+        }
     }
 
     /// Admits a transaction submitted through RPC and queues it for gossip.
@@ -779,6 +851,7 @@ impl Node {
                 }
                 SyncResponse::Catchup(msgs)
             }
+            SyncRequest::Evidence => SyncResponse::Evidence(self.evidence.all().cloned().collect()),
         })
     }
 
@@ -799,8 +872,14 @@ impl Node {
     }
 
     fn on_tick(&mut self) {
+        self.ticks += 1;
         for p in self.peers.keys().copied().collect::<Vec<_>>() {
             self.ask_status(p);
+            // Evidence whose gossip a peer missed (it was down, or partitioned) comes back
+            // this way every few seconds.
+            if self.ticks.is_multiple_of(6) {
+                self.request(p, SyncRequest::Evidence);
+            }
         }
         let best = self.peers.values().copied().max().unwrap_or(0);
         let next = self.chain.next_height();
@@ -848,6 +927,11 @@ impl Node {
                     if m.height() == self.chain.next_height() && self.check_consensus(&m).is_ok() {
                         self.on_consensus(m)?;
                     }
+                }
+            }
+            SyncResponse::Evidence(list) => {
+                for ev in list.into_iter().take(100) {
+                    self.admit_evidence(ev)?;
                 }
             }
             SyncResponse::Refused(reason) => tracing::debug!(%peer, "sync refused: {reason}"),

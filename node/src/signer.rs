@@ -100,6 +100,12 @@ impl FileSigner {
         })
     }
 
+    /// The key itself, past the guard: only for deliberate misbehaviour in tests.
+    #[cfg(feature = "byzantine")]
+    pub fn raw_key(&self) -> &PrivateKey {
+        &self.key
+    }
+
     pub fn state(&self) -> &SignerState {
         &self.state
     }

@@ -3,6 +3,7 @@
 
 use crate::chain::Chain;
 use crate::config::Config;
+use crate::evidence_pool::EvidencePool;
 use crate::home::Home;
 use crate::keys;
 use crate::mempool::Mempool;
@@ -64,7 +65,15 @@ fn node_key(home: &Home) -> Result<basalt_p2p::Keypair> {
     Ok(basalt_p2p::keypair_from_seed(key.seed())?)
 }
 
-pub async fn start(home: &Home) -> Result<()> {
+/// Extra behaviour for `start` (only `--misbehave`, in builds with the `byzantine` feature).
+#[derive(Default)]
+pub struct StartOptions {
+    #[cfg(feature = "byzantine")]
+    pub misbehave: Option<crate::misbehave::Misbehave>,
+}
+
+pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
+    let _ = &options;
     let config = Config::load(&home.config_file())?;
     let genesis = load_genesis(home)?;
     let chain_id = genesis.chain_id.clone();
@@ -81,7 +90,12 @@ pub async fn start(home: &Home) -> Result<()> {
         .with_context(|| format!("creating {}", home.data_dir().display()))?;
     let store = Store::open(&home.data_dir().join("blockstore.db"))?;
     store.check_chain(&chain_id, &genesis.hash())?;
+    let evidence_bytes = genesis.consensus_params.evidence.max_bytes as usize * 4;
     let (chain, replayed) = Chain::load(genesis, &store)?;
+    let evidence = EvidencePool::load(&store, evidence_bytes)?;
+    let next = chain.next_height();
+    store.save_validator_set(next, &chain.schedule.current)?;
+    store.save_validator_set(next + 1, &chain.schedule.next)?;
     tracing::info!(
         chain_id,
         height = chain.next_height() - 1,
@@ -129,10 +143,13 @@ pub async fn start(home: &Home) -> Result<()> {
         chain,
         store,
         mempool: Mempool::new(config.mempool.max_txs, config.mempool.max_bytes),
+        evidence,
         signer,
         wal,
         wal_records: replay.records,
         p2p,
+        #[cfg(feature = "byzantine")]
+        misbehave: options.misbehave,
     };
     Node::run(parts, net, api_rx).await
 }

@@ -5,6 +5,7 @@
 //! one flush: one durable write per block, never one per transaction, and never a block
 //! without its results (or the reverse) after a crash.
 
+use basalt_staking::ValidatorSet;
 use basalt_types::{Block, Commit, Hash};
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::path::Path;
@@ -15,6 +16,7 @@ const RESULTS: u8 = b'R';
 const TX: u8 = b'T';
 const EVIDENCE: u8 = b'E';
 const META: u8 = b'M';
+const VALSET: u8 = b'V';
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -178,17 +180,31 @@ impl Store {
         Ok(None)
     }
 
-    /// Stores a decided block with its commit, results and transaction index entries in one
-    /// atomic batch, then flushes once.
+    /// The validator set that decides `height` (kept for every height, for the RPC).
+    pub fn validator_set(&self, height: u64) -> Result<Option<ValidatorSet>, StoreError> {
+        self.get(&key(VALSET, height))
+    }
+
+    /// Records the set of `height` (at start, for the two heights the schedule knows).
+    pub fn save_validator_set(&self, height: u64, set: &ValidatorSet) -> Result<(), StoreError> {
+        self.db.insert(key(VALSET, height), enc(set))?;
+        Ok(())
+    }
+
+    /// Stores a decided block with its commit, results, transaction index entries and the
+    /// validator set it scheduled for two heights later, in one atomic batch, then flushes
+    /// once.
     pub fn save_block(
         &self,
         block: &Block,
         commit: &Commit,
         results: &BlockResults,
         txs: &[TxRecord],
+        set_after_next: &ValidatorSet,
     ) -> Result<(), StoreError> {
         let h = block.header.height.0;
         let mut batch = sled::Batch::default();
+        batch.insert(&key(VALSET, h + 2), enc(set_after_next));
         batch.insert(&key(BLOCK, h), enc(block));
         batch.insert(&key(COMMIT, h), enc(commit));
         batch.insert(&key(RESULTS, h), enc(results));
@@ -205,6 +221,11 @@ impl Store {
     pub fn save_evidence(&self, ev: &basalt_types::Evidence) -> Result<(), StoreError> {
         self.db
             .insert(prefixed(EVIDENCE, Hash::of(ev).as_bytes()), enc(ev))?;
+        Ok(())
+    }
+
+    pub fn remove_evidence(&self, hash: &Hash) -> Result<(), StoreError> {
+        self.db.remove(prefixed(EVIDENCE, hash.as_bytes()))?;
         Ok(())
     }
 
@@ -277,7 +298,8 @@ mod tests {
                     events: vec![],
                     tx: b.txs[0].clone(),
                 };
-                s.save_block(&b, &c, &r, &[t]).unwrap();
+                let set = ValidatorSet::new(vec![]).unwrap();
+                s.save_block(&b, &c, &r, &[t], &set).unwrap();
             }
         }
         let s = Store::open(dir.path()).unwrap();
@@ -292,6 +314,11 @@ mod tests {
         let rec = s.tx(&basalt_runtime::tx_hash(&[2u8])).unwrap().unwrap();
         assert_eq!(rec.height, 2);
         assert_eq!(s.height_of(&block(1).id()).unwrap(), Some(1));
+        assert!(
+            s.validator_set(302).unwrap().is_some(),
+            "the set of h+2 is kept"
+        );
+        assert!(s.validator_set(303).unwrap().is_none());
         assert_eq!(s.height_of(&BlockId(Hash::digest(b"x"))).unwrap(), None);
         let err = s.check_chain("other", &g).unwrap_err();
         assert!(err.to_string().contains("belongs to chain \"c\""), "{err}");

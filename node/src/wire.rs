@@ -41,6 +41,8 @@ pub enum SyncRequest {
     /// Everything you have for `height`, which you are still deciding: proposals (with
     /// blocks) and votes. Gossip alone loses what was sent while a peer was unreachable.
     Catchup { height: u64 },
+    /// Your pending evidence (re-sent to peers that missed its gossip).
+    Evidence,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -48,6 +50,7 @@ pub enum SyncResponse {
     Status { last_height: u64 },
     Blocks(Vec<(Block, Commit)>),
     Catchup(Vec<ConsensusMsg>),
+    Evidence(Vec<basalt_types::Evidence>),
     Refused(String),
 }
 

@@ -136,10 +136,13 @@ async fn sync_requests_get_their_responses_and_topics_are_per_chain() {
         let mut reply = req.data.clone();
         reply.reverse();
         b.respond(req.id, reply).unwrap();
+        // Keep b's handle: dropping the last one stops its swarm, maybe before the reply
+        // has left.
+        b
     });
     let got = a.request(peer, vec![1, 2, 3]).await.expect("a reply");
     assert_eq!(got, vec![3, 2, 1]);
-    responder.await.unwrap();
+    let _b = responder.await.unwrap();
     assert_ne!(Topic::Txs.name("chain-a"), Topic::Txs.name("chain-b"));
     assert_ne!(Topic::Txs.name("c"), Topic::Consensus.name("c"));
 }

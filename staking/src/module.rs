@@ -537,12 +537,15 @@ impl StakingState {
     /// `slash_fraction_double_sign` of the stake bonded at the infraction (power ×
     /// power_reduction), first from unbonding entries that began after it, then from the
     /// bonded tokens; jail; tombstone. The tokens are burned (the caller lowers the supply).
-    pub fn handle_double_sign(
-        &mut self,
+    /// Everything `handle_double_sign` checks, without punishing: the node uses it to admit
+    /// evidence to its pool and to judge the evidence in a proposed block. Returns the
+    /// operator of the accused validator.
+    pub fn check_double_sign(
+        &self,
         chain_id: &str,
         ev: &DuplicateVoteEvidence,
         current_height: u64,
-    ) -> Result<SlashOutcome, EvidenceRejection> {
+    ) -> Result<Address, EvidenceRejection> {
         let height = ev.vote_a.vote.height.0;
         if height > current_height {
             return Err(EvidenceRejection::FromTheFuture(height));
@@ -567,10 +570,22 @@ impl StakingState {
         let v = &self.validators[&operator];
         ev.verify(chain_id, &v.consensus_key)
             .map_err(EvidenceRejection::Invalid)?;
-        let id = Hash::of(ev);
-        if v.tombstoned || self.punished.contains(&id) {
+        if v.tombstoned || self.punished.contains(&Hash::of(ev)) {
             return Err(EvidenceRejection::AlreadyPunished);
         }
+        Ok(operator)
+    }
+
+    pub fn handle_double_sign(
+        &mut self,
+        chain_id: &str,
+        ev: &DuplicateVoteEvidence,
+        current_height: u64,
+    ) -> Result<SlashOutcome, EvidenceRejection> {
+        let operator = self.check_double_sign(chain_id, ev, current_height)?;
+        let height = ev.vote_a.vote.height.0;
+        let power = ev.validator_power;
+        let id = Hash::of(ev);
         self.punished.insert(id);
         let fraction = self.params.slash_fraction_double_sign;
         let stake = power as u128 * self.params.power_reduction;

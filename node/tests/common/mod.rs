@@ -31,6 +31,16 @@ pub struct Net {
 impl Net {
     /// `validators` + `full_nodes` homes made by `basalt testnet`, none started.
     pub fn new(validators: usize, full_nodes: usize, base_port: u16) -> Net {
+        Net::with_timeouts(validators, full_nodes, base_port, 1000, 100)
+    }
+
+    pub fn with_timeouts(
+        validators: usize,
+        full_nodes: usize,
+        base_port: u16,
+        propose_ms: u64,
+        commit_ms: u64,
+    ) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("net");
         let o = basalt(&[
@@ -46,9 +56,9 @@ impl Net {
             "--chain-id",
             CHAIN,
             "--timeout-propose-ms",
-            "1000",
+            &propose_ms.to_string(),
             "--timeout-commit-ms",
-            "100",
+            &commit_ms.to_string(),
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         Net {
@@ -80,6 +90,11 @@ impl Net {
     }
 
     pub fn start(&mut self, k: usize) {
+        self.start_with(k, &[]);
+    }
+
+    /// Starts node k with extra `basalt start` arguments.
+    pub fn start_with(&mut self, k: usize, extra: &[&str]) {
         assert!(self.procs[k].is_none(), "node{k} already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -88,6 +103,7 @@ impl Net {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_basalt"))
             .args(["start", "--home", self.home(k).to_str().unwrap()])
+            .args(extra)
             .env("RUST_LOG", "info,libp2p=warn")
             .stdout(Stdio::null())
             .stderr(log)
