@@ -353,3 +353,6 @@ impl Chain {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -298,7 +298,8 @@ mod tests {
                     events: vec![],
                     tx: b.txs[0].clone(),
                 };
-                let set = ValidatorSet::new(vec![]).unwrap();
+                let k = basalt_types::PrivateKey::from_seed([1; 32]).public_key();
+                let set = ValidatorSet::new(vec![basalt_staking::Validator::new(k, 1)]).unwrap();
                 s.save_block(&b, &c, &r, &[t], &set).unwrap();
             }
         }

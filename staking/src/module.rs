@@ -533,10 +533,6 @@ impl StakingState {
         snap.powers.get(consensus).map(|p| (*p, snap.total))
     }
 
-    /// Verifies duplicate-vote evidence against the set of its height and punishes: slash
-    /// `slash_fraction_double_sign` of the stake bonded at the infraction (power ×
-    /// power_reduction), first from unbonding entries that began after it, then from the
-    /// bonded tokens; jail; tombstone. The tokens are burned (the caller lowers the supply).
     /// Everything `handle_double_sign` checks, without punishing: the node uses it to admit
     /// evidence to its pool and to judge the evidence in a proposed block. Returns the
     /// operator of the accused validator.
@@ -576,6 +572,10 @@ impl StakingState {
         Ok(operator)
     }
 
+    /// Verifies duplicate-vote evidence against the set of its height and punishes: slash
+    /// `slash_fraction_double_sign` of the stake bonded at the infraction (power ×
+    /// power_reduction), first from unbonding entries that began after it, then from the
+    /// bonded tokens; jail; tombstone. The tokens are burned (the caller lowers the supply).
     pub fn handle_double_sign(
         &mut self,
         chain_id: &str,

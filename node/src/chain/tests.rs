@@ -1,0 +1,256 @@
+//! Block validity with evidence, and the evidence pool: forged, stale and repeated evidence is
+//! refused by the pool and makes a block that carries it invalid; the pool stays bounded.
+
+use super::*;
+use crate::evidence_pool::{EvidencePool, PoolError};
+use basalt_types::{DuplicateVoteEvidence, PrivateKey, Vote, VoteType};
+
+const CHAIN: &str = "chain-test";
+
+fn key(tag: u8, i: u8) -> PrivateKey {
+    PrivateKey::from_seed([
+        tag, i, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+        7, 7,
+    ])
+}
+
+/// A 4-validator chain (10 power each) with a short evidence age.
+fn chain(store: &Store) -> Chain {
+    let mut g = Genesis::generate(
+        CHAIN,
+        "2026-01-01T00:00:00Z",
+        (0..4)
+            .map(|i| {
+                (
+                    key(1, i).public_key(),
+                    key(2, i).public_key(),
+                    10_000_000,
+                    format!("v{i}"),
+                )
+            })
+            .collect(),
+        vec![],
+    )
+    .unwrap();
+    g.app_state.staking.evidence_max_age = 3;
+    Chain::load(g, store).unwrap().0
+}
+
+fn vote(signer: u8, height: u64, round: u32, value: Option<&str>) -> basalt_types::SignedVote {
+    Vote {
+        vote_type: VoteType::Prevote,
+        height: Height(height),
+        round: Round(round),
+        block_id: value.map(|v| BlockId(Hash::digest(v.as_bytes()))),
+        validator: key(2, signer).public_key().address(),
+    }
+    .sign(CHAIN, &key(2, signer))
+}
+
+fn evidence(signer: u8, height: u64, round: u32) -> Evidence {
+    Evidence::DuplicateVote(DuplicateVoteEvidence::new(
+        vote(signer, height, round, Some("a")),
+        vote(signer, height, round, None),
+        10,
+        40,
+    ))
+}
+
+/// Checks and executes a block with a full commit.
+fn advance(c: &mut Chain, evidence: Vec<Evidence>) {
+    let proposer = c.validators().proposer_for_round(0);
+    let time = Timestamp {
+        seconds: c.next_height() as i64,
+        nanos: 0,
+    };
+    let block = c.build_block(proposer, time, vec![], evidence);
+    c.check_proposal(&block, Round(0)).expect("a valid block");
+    // Every member of the block's set precommits: the next block's last commit must verify.
+    let signatures = (0..4)
+        .filter(|i| {
+            c.validators()
+                .get(&key(2, *i).public_key().address())
+                .is_some()
+        })
+        .map(|i| {
+            let k = key(2, i);
+            let v = Vote {
+                vote_type: VoteType::Precommit,
+                height: block.header.height,
+                round: Round(0),
+                block_id: Some(block.id()),
+                validator: k.public_key().address(),
+            }
+            .sign(CHAIN, &k);
+            basalt_types::CommitSig {
+                validator: v.vote.validator,
+                signature: v.signature,
+            }
+        })
+        .collect();
+    let commit = Commit {
+        height: block.header.height,
+        round: Round(0),
+        block_id: block.id(),
+        signatures,
+    };
+    c.execute(&block, commit, true).unwrap();
+}
+
+fn block_with(c: &Chain, ev: Evidence) -> Block {
+    let proposer = c.validators().proposer_for_round(0);
+    c.build_block(
+        proposer,
+        Timestamp {
+            seconds: 1_000,
+            nanos: 0,
+        },
+        vec![],
+        vec![ev],
+    )
+}
+
+#[test]
+fn forged_or_stale_evidence_is_refused_and_invalidates_a_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut c = chain(&store);
+    advance(&mut c, vec![]);
+    advance(&mut c, vec![]);
+    let good = evidence(0, 2, 0);
+    assert!(c.check_evidence(&good).is_ok());
+
+    let Evidence::DuplicateVote(g) = &good;
+    let mut bad_sig = g.clone();
+    bad_sig.vote_b.signature.0[0] ^= 1;
+    let mut same_ids = g.clone();
+    same_ids.vote_b = same_ids.vote_a.clone();
+    let mut wrong_height = g.clone();
+    wrong_height.vote_b = vote(0, 1, 0, None);
+    let future = evidence(0, 9, 0);
+    let outsider = {
+        let v = |b: Option<&str>| {
+            Vote {
+                vote_type: VoteType::Prevote,
+                height: Height(2),
+                round: Round(0),
+                block_id: b.map(|v| BlockId(Hash::digest(v.as_bytes()))),
+                validator: key(9, 9).public_key().address(),
+            }
+            .sign(CHAIN, &key(9, 9))
+        };
+        Evidence::DuplicateVote(DuplicateVoteEvidence::new(v(Some("a")), v(None), 10, 40))
+    };
+    let mut wrong_power = g.clone();
+    wrong_power.validator_power = 20;
+    let cases = [
+        ("bad signature", Evidence::DuplicateVote(bad_sig)),
+        ("identical block ids", Evidence::DuplicateVote(same_ids)),
+        (
+            "votes of different heights",
+            Evidence::DuplicateVote(wrong_height),
+        ),
+        ("a future height", future),
+        ("a validator not in the set", outsider),
+        ("a wrong power", Evidence::DuplicateVote(wrong_power)),
+    ];
+    let mut pool = EvidencePool::load(&store, 1 << 20).unwrap();
+    for (what, ev) in cases {
+        assert!(c.check_evidence(&ev).is_err(), "{what} passes the check");
+        assert!(
+            matches!(
+                c.check_block(&block_with(&c, ev.clone())),
+                Err(BlockError::Evidence(_))
+            ),
+            "a block with {what} is valid"
+        );
+        let r = pool.add(&store, ev, |e| c.check_evidence(e));
+        assert!(
+            matches!(r, Err(PoolError::Rejected(_))),
+            "{what} admitted: {r:?}"
+        );
+    }
+    assert!(pool.is_empty());
+
+    // The same evidence twice in one block.
+    let twice = c.build_block(
+        c.validators().proposer_for_round(0),
+        Timestamp {
+            seconds: 1_000,
+            nanos: 0,
+        },
+        vec![],
+        vec![good.clone(), good.clone()],
+    );
+    assert!(matches!(
+        c.check_block(&twice),
+        Err(BlockError::Evidence(_))
+    ));
+
+    // Valid evidence is taken once; once committed it is refused everywhere.
+    assert!(pool
+        .add(&store, good.clone(), |e| c.check_evidence(e))
+        .unwrap());
+    assert!(!pool
+        .add(&store, good.clone(), |e| c.check_evidence(e))
+        .unwrap());
+    let for_block = pool.for_block(1 << 20, |e| c.check_evidence(e));
+    assert_eq!(for_block, vec![good.clone()]);
+    advance(&mut c, for_block.clone());
+    pool.update(&store, &for_block, |e| c.check_evidence(e))
+        .unwrap();
+    assert!(pool.is_empty());
+    assert!(
+        store.evidence().unwrap().is_empty(),
+        "committed evidence leaves the disk too"
+    );
+    assert!(c.check_evidence(&good).is_err(), "already committed");
+    assert!(matches!(
+        c.check_block(&block_with(&c, good.clone())),
+        Err(BlockError::Evidence(_))
+    ));
+    assert!(pool.add(&store, good, |e| c.check_evidence(e)).is_err());
+
+    // Too old: validator 1 equivocated at height 2; the max age is 3 blocks.
+    let old = evidence(1, 2, 0);
+    assert!(c.check_evidence(&old).is_ok());
+    for _ in 0..3 {
+        advance(&mut c, vec![]);
+    }
+    assert!(c.check_evidence(&old).is_err(), "older than the max age");
+    assert!(matches!(
+        c.check_block(&block_with(&c, old)),
+        Err(BlockError::Evidence(_))
+    ));
+}
+
+#[test]
+fn the_pool_stays_within_its_bound_under_a_flood_of_valid_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut c = chain(&store);
+    advance(&mut c, vec![]);
+    let one = borsh::to_vec(&evidence(0, 1, 0)).unwrap().len();
+    let bound = one * 10 + one / 2;
+    let mut pool = EvidencePool::load(&store, bound).unwrap();
+    let mut full = 0;
+    // Every round of every validator gives a different, valid piece of evidence.
+    for round in 0..100 {
+        for v in 0..4 {
+            match pool.add(&store, evidence(v, 1, round), |e| c.check_evidence(e)) {
+                Ok(true) => {}
+                Err(PoolError::Full) => full += 1,
+                r => panic!("unexpected {r:?}"),
+            }
+        }
+    }
+    assert_eq!(pool.len(), 10);
+    assert_eq!(full, 390);
+    assert_eq!(
+        store.evidence().unwrap().len(),
+        10,
+        "only what was admitted is on disk"
+    );
+    // After a restart the pool holds the same.
+    assert_eq!(EvidencePool::load(&store, bound).unwrap().len(), 10);
+}
