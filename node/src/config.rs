@@ -21,10 +21,46 @@ pub struct P2pConfig {
     pub persistent_peers: Vec<String>,
 }
 
+/// JSON-RPC limits, with CometBFT's defaults (older config files without them still load).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RpcConfig {
     pub listen: String,
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default = "defaults::max_batch_request_calls")]
+    pub max_batch_request_calls: usize,
+    #[serde(default = "defaults::max_open_websockets")]
+    pub max_open_websockets: usize,
+    #[serde(default = "defaults::max_subscriptions_per_client")]
+    pub max_subscriptions_per_client: usize,
+    #[serde(default = "defaults::timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "defaults::timeout_broadcast_tx_commit_ms")]
+    pub timeout_broadcast_tx_commit_ms: u64,
+    #[serde(default)]
+    pub cors_allowed_origins: Vec<String>,
+}
+
+mod defaults {
+    pub fn max_body_bytes() -> usize {
+        1_000_000
+    }
+    pub fn max_batch_request_calls() -> usize {
+        10
+    }
+    pub fn max_open_websockets() -> usize {
+        100
+    }
+    pub fn max_subscriptions_per_client() -> usize {
+        5
+    }
+    pub fn timeout_ms() -> u64 {
+        15_000
+    }
+    pub fn timeout_broadcast_tx_commit_ms() -> u64 {
+        10_000
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +98,13 @@ impl Config {
             },
             rpc: RpcConfig {
                 listen: format!("127.0.0.1:{rpc_port}"),
+                max_body_bytes: defaults::max_body_bytes(),
+                max_batch_request_calls: defaults::max_batch_request_calls(),
+                max_open_websockets: defaults::max_open_websockets(),
+                max_subscriptions_per_client: defaults::max_subscriptions_per_client(),
+                timeout_ms: defaults::timeout_ms(),
+                timeout_broadcast_tx_commit_ms: defaults::timeout_broadcast_tx_commit_ms(),
+                cors_allowed_origins: Vec::new(),
             },
             consensus: ConsensusConfig {
                 create_empty_blocks: true,
@@ -89,7 +132,18 @@ impl Config {
              persistent_peers = [{peers}]\n\n\
              [rpc]\n\
              # host:port of the JSON-RPC server. Keep it on 127.0.0.1 unless you put a proxy in front.\n\
-             listen = {rpc}\n\n\
+             listen = {rpc}\n\
+             # Largest request body in bytes, and most calls in one batch.\n\
+             max_body_bytes = {max_body}\n\
+             max_batch_request_calls = {max_batch}\n\
+             # WebSocket clients at once, and subscriptions each may hold.\n\
+             max_open_websockets = {max_ws}\n\
+             max_subscriptions_per_client = {max_subs}\n\
+             # Longest a request may take, and how long broadcast_tx_commit waits for the block (ms).\n\
+             timeout_ms = {rpc_timeout}\n\
+             timeout_broadcast_tx_commit_ms = {commit_timeout}\n\
+             # Origins browsers may call from (\"*\" for any); empty sends no CORS headers.\n\
+             cors_allowed_origins = [{cors}]\n\n\
              [consensus]\n\
              # Propose blocks even when the mempool is empty.\n\
              create_empty_blocks = {empty}\n\
@@ -103,6 +157,13 @@ impl Config {
             p2p = q(&self.p2p.listen),
             peers = peers.join(", "),
             rpc = q(&self.rpc.listen),
+            max_body = self.rpc.max_body_bytes,
+            max_batch = self.rpc.max_batch_request_calls,
+            max_ws = self.rpc.max_open_websockets,
+            max_subs = self.rpc.max_subscriptions_per_client,
+            rpc_timeout = self.rpc.timeout_ms,
+            commit_timeout = self.rpc.timeout_broadcast_tx_commit_ms,
+            cors = self.rpc.cors_allowed_origins.iter().map(|o| q(o)).collect::<Vec<_>>().join(", "),
             empty = self.consensus.create_empty_blocks,
             commit = self.consensus.timeout_commit_ms,
             max_txs = self.mempool.max_txs,

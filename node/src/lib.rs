@@ -14,6 +14,7 @@ pub mod keys;
 pub mod localnet;
 pub mod logging;
 pub mod mempool;
+pub mod metrics;
 #[cfg(feature = "byzantine")]
 pub mod misbehave;
 pub mod node;

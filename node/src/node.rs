@@ -48,6 +48,11 @@ pub(crate) enum Internal {
 
 pub struct NodeSettings {
     pub moniker: String,
+    /// CometBFT-style node id: the address of the node key, lower-case hex.
+    pub node_id: String,
+    pub node_key: basalt_types::PublicKey,
+    /// How long `broadcast_tx_commit` waits for the block (CometBFT: 10 s).
+    pub broadcast_tx_commit_timeout: Duration,
     pub create_empty_blocks: bool,
     pub timeout_commit: Duration,
     pub rpc_listen: String,
@@ -71,6 +76,11 @@ pub struct Node {
     future: Vec<ConsensusMsg>,
     tx_outbox: Vec<Vec<u8>>,
     pub(crate) peers: HashMap<PeerId, u64>,
+    pub(crate) peer_info: HashMap<PeerId, PeerInfo>,
+    events: tokio::sync::broadcast::Sender<basalt_rpc::RpcEvent>,
+    pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// `broadcast_tx_commit` calls waiting for their transaction's block.
+    commit_waiters: HashMap<basalt_types::Hash, Vec<CommitWaiter>>,
     sync_in_flight: bool,
     /// Height waiting for transactions before it starts (`create_empty_blocks = false`).
     waiting_start: Option<u64>,
@@ -83,6 +93,19 @@ pub struct Node {
     pub(crate) misbehave: Option<crate::misbehave::Misbehave>,
 }
 
+pub(crate) struct PeerInfo {
+    pub addr: String,
+    pub ip: String,
+    pub outbound: bool,
+    pub since: Timestamp,
+}
+
+struct CommitWaiter {
+    deadline: Instant,
+    check_tx: Value,
+    reply: oneshot::Sender<Result<Value, RpcError>>,
+}
+
 pub struct NodeParts {
     pub settings: NodeSettings,
     pub chain: Chain,
@@ -93,6 +116,8 @@ pub struct NodeParts {
     pub wal: Wal<WalRecord>,
     pub wal_records: Vec<WalRecord>,
     pub p2p: P2pHandle,
+    pub events: tokio::sync::broadcast::Sender<basalt_rpc::RpcEvent>,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     #[cfg(feature = "byzantine")]
     pub misbehave: Option<crate::misbehave::Misbehave>,
 }
@@ -155,6 +180,10 @@ impl Node {
             future: Vec::new(),
             tx_outbox: Vec::new(),
             peers: HashMap::new(),
+            peer_info: HashMap::new(),
+            events: parts.events,
+            metrics: parts.metrics,
+            commit_waiters: HashMap::new(),
             sync_in_flight: false,
             waiting_start: None,
             last_progress: Instant::now(),
@@ -175,8 +204,12 @@ impl Node {
                 Some(e) = net.recv() => node.on_net(e)?,
                 Some(i) = internal_rx.recv() => node.on_internal(i)?,
                 Some(call) = api.recv() => {
-                    let result = node.api(&call.method, &call.params);
-                    let _ = call.reply.send(result);
+                    if call.method == "broadcast_tx_commit" {
+                        node.broadcast_tx_commit(call);
+                    } else {
+                        let result = node.api(&call.method, &call.params);
+                        let _ = call.reply.send(result);
+                    }
                 }
                 _ = tick.tick() => node.on_tick(),
                 _ = gossip_tick.tick() => node.flush_txs(),
@@ -537,6 +570,7 @@ impl Node {
             .iter()
             .filter(|r| !r.is_ok())
             .count();
+        self.after_commit(&block, &applied, interval_ms);
         tracing::info!(
             height,
             txs = block.txs.len(),
@@ -544,9 +578,152 @@ impl Node {
             round,
             interval_ms,
             hash = %block.id(),
+            proposer = %block.header.proposer_address,
             "committed block"
         );
         Ok(())
+    }
+
+    /// Metrics, events for WebSocket subscribers, and `broadcast_tx_commit` replies.
+    fn after_commit(&mut self, block: &Block, applied: &crate::chain::Applied, interval_ms: u64) {
+        use basalt_rpc::{shapes, RpcEvent};
+        use serde_json::json;
+        use std::sync::Arc;
+        let height = block.header.height.0;
+        let m = &self.metrics;
+        m.height.set(height as i64);
+        if interval_ms > 0 {
+            m.block_interval_seconds
+                .observe(interval_ms as f64 / 1000.0);
+        }
+        m.txs_per_block.observe(block.txs.len() as f64);
+        m.total_txs.inc_by(block.txs.len() as u64);
+        m.evidence_committed.inc_by(block.evidence.len() as u64);
+        if let Some(c) = block.last_commit.as_ref() {
+            if let Some(prev) = self.store.validator_set(c.height.0).ok().flatten() {
+                for v in prev.validators() {
+                    if !c.signatures.iter().any(|s| s.validator == v.address) {
+                        m.missed_blocks
+                            .get_or_create(&crate::metrics::ValidatorLabel {
+                                validator: v.address.to_hex(),
+                            })
+                            .inc();
+                    }
+                }
+            }
+        }
+        m.validator_power.clear();
+        for v in self.chain.validators().validators() {
+            m.validator_power
+                .get_or_create(&crate::metrics::ValidatorLabel {
+                    validator: v.address.to_hex(),
+                })
+                .set(v.voting_power as i64);
+        }
+        m.mempool_size.set(self.mempool.len() as i64);
+        m.mempool_bytes.set(self.mempool.size_bytes() as i64);
+
+        let listening = self.events.receiver_count() > 0;
+        let attrs = |kind: &str| {
+            vec![
+                ("tm.event".to_string(), kind.to_string()),
+                ("block.height".to_string(), height.to_string()),
+            ]
+        };
+        if listening {
+            let new_block = json!({"type": "tendermint/event/NewBlock", "value": {
+                "block": shapes::block(block), "block_id": shapes::block_id(Some(block.id())),
+                "result_finalize_block": {"events": [], "tx_results": [], "validator_updates": [],
+                    "app_hash": shapes::b64(applied.result.app_hash.as_bytes())}}});
+            let _ = self.events.send(RpcEvent {
+                attributes: Arc::new(attrs("NewBlock")),
+                data: Arc::new(new_block),
+            });
+            let header = json!({"type": "tendermint/event/NewBlockHeader", "value": {"header": shapes::header(&block.header)}});
+            let _ = self.events.send(RpcEvent {
+                attributes: Arc::new(attrs("NewBlockHeader")),
+                data: Arc::new(header),
+            });
+            if !applied.result.validator_updates.is_empty() {
+                let updates: Vec<_> = applied.result.validator_updates.iter().map(|u| json!({
+                    "address": u.public_key.address().to_hex(), "pub_key": shapes::pub_key(&u.public_key),
+                    "voting_power": u.power.to_string(), "proposer_priority": "0"})).collect();
+                let data = json!({"type": "tendermint/event/ValidatorSetUpdates", "value": {"validator_updates": updates}});
+                let _ = self.events.send(RpcEvent {
+                    attributes: Arc::new(attrs("ValidatorSetUpdates")),
+                    data: Arc::new(data),
+                });
+            }
+        }
+        for rec in &applied.txs {
+            let hash = basalt_runtime::tx_hash(&rec.tx);
+            let waiters = self.commit_waiters.remove(&hash);
+            if !listening && waiters.is_none() {
+                continue;
+            }
+            let result = crate::api::tx_result_json(&hash, rec);
+            if listening {
+                let mut a = rec.attributes(&hash);
+                a.push(("tm.event".into(), "Tx".into()));
+                let data = json!({"type": "tendermint/event/Tx", "value": {"TxResult": {
+                    "height": height.to_string(), "index": rec.index, "tx": shapes::b64(&rec.tx), "result": result}}});
+                let _ = self.events.send(RpcEvent {
+                    attributes: Arc::new(a),
+                    data: Arc::new(data),
+                });
+            }
+            for w in waiters.into_iter().flatten() {
+                let _ = w
+                    .reply
+                    .send(Ok(json!({"check_tx": w.check_tx, "tx_result": result,
+                    "hash": hash.to_hex(), "height": height.to_string()})));
+            }
+        }
+    }
+
+    /// `broadcast_tx_commit`: admit, then answer once the transaction is in a block (or the
+    /// wait times out).
+    fn broadcast_tx_commit(&mut self, call: ApiCall) {
+        let tx = match basalt_rpc::param_bytes(&call.params, "tx") {
+            Ok(Some(tx)) => tx,
+            Ok(None) => {
+                let _ = call
+                    .reply
+                    .send(Err(RpcError::invalid_params("tx is required")));
+                return;
+            }
+            Err(e) => {
+                let _ = call.reply.send(Err(e));
+                return;
+            }
+        };
+        let (r, hash) = self.submit_tx(tx);
+        let check_tx = crate::api::check_tx_json(&r);
+        if !r.is_ok() {
+            let _ = call.reply.send(Ok(serde_json::json!({"check_tx": check_tx,
+                "tx_result": basalt_rpc::shapes::tx_result(0, "", serde_json::json!([])),
+                "hash": hash.to_hex(), "height": "0"})));
+            return;
+        }
+        self.commit_waiters
+            .entry(hash)
+            .or_default()
+            .push(CommitWaiter {
+                deadline: Instant::now() + self.settings.broadcast_tx_commit_timeout,
+                check_tx,
+                reply: call.reply,
+            });
+    }
+
+    /// Keeps and gossips evidence from the RPC; whether it was new.
+    pub(crate) fn submit_evidence(&mut self, ev: basalt_types::Evidence) -> Result<bool> {
+        let new = self.admit_evidence(ev.clone())?;
+        if new {
+            if let Err(e) = self.p2p.publish(Topic::Evidence, wire::encode(&ev)) {
+                tracing::warn!("publish evidence: {e}");
+            }
+        }
+        Ok(new)
     }
 
     fn on_internal(&mut self, i: Internal) -> Result<()> {
@@ -593,12 +770,34 @@ impl Node {
                 };
                 let _ = self.p2p.respond(req.id, wire::encode(&reply));
             }
-            NetEvent::PeerConnected(p) => {
-                self.peers.insert(p, 0);
-                self.ask_status(p);
+            NetEvent::PeerConnected {
+                peer,
+                addr,
+                outbound,
+            } => {
+                self.peers.insert(peer, 0);
+                let ip = addr
+                    .iter()
+                    .find_map(|p| match p {
+                        basalt_p2p::Protocol::Ip4(ip) => Some(ip.to_string()),
+                        basalt_p2p::Protocol::Ip6(ip) => Some(ip.to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                self.peer_info.insert(
+                    peer,
+                    PeerInfo {
+                        addr: addr.to_string(),
+                        ip,
+                        outbound,
+                        since: now(),
+                    },
+                );
+                self.ask_status(peer);
             }
             NetEvent::PeerDisconnected(p) | NetEvent::PeerBanned(p) => {
                 self.peers.remove(&p);
+                self.peer_info.remove(&p);
             }
         }
         Ok(())
@@ -873,6 +1072,26 @@ impl Node {
 
     fn on_tick(&mut self) {
         self.ticks += 1;
+        let now = Instant::now();
+        self.commit_waiters.retain(|hash, waiters| {
+            let (expired, waiting): (Vec<_>, Vec<_>) = waiters
+                .drain(..)
+                .partition(|w| w.deadline <= now || w.reply.is_closed());
+            for w in expired {
+                let _ = w.reply.send(Err(RpcError::internal(format!(
+                    "timed out waiting for tx {} to be included in a block",
+                    hash.to_hex()
+                ))));
+            }
+            *waiters = waiting;
+            !waiters.is_empty()
+        });
+        self.metrics.peers.set(self.peers.len() as i64);
+        self.metrics.round.set(i64::from(self.engine.round().0));
+        self.metrics.mempool_size.set(self.mempool.len() as i64);
+        self.metrics
+            .mempool_bytes
+            .set(self.mempool.size_bytes() as i64);
         for p in self.peers.keys().copied().collect::<Vec<_>>() {
             self.ask_status(p);
             // Evidence whose gossip a peer missed (it was down, or partitioned) comes back

@@ -7,6 +7,7 @@ use crate::evidence_pool::EvidencePool;
 use crate::home::Home;
 use crate::keys;
 use crate::mempool::Mempool;
+use crate::metrics::Metrics;
 use crate::node::{ApiCall, Node, NodeParts, NodeSettings};
 use crate::signer::FileSigner;
 use crate::store::Store;
@@ -17,17 +18,34 @@ use basalt_genesis::Genesis;
 use basalt_rpc::{Backend, RpcConfig, RpcError};
 use serde_json::{Map, Value};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// The RPC server's way into the node task.
 #[derive(Clone)]
-struct NodeBackend(mpsc::Sender<ApiCall>);
+struct NodeBackend {
+    calls: mpsc::Sender<ApiCall>,
+    events: tokio::sync::broadcast::Sender<basalt_rpc::RpcEvent>,
+    metrics: Arc<Metrics>,
+}
 
 impl Backend for NodeBackend {
+    fn events(&self) -> tokio::sync::broadcast::Receiver<basalt_rpc::RpcEvent> {
+        self.events.subscribe()
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
+
+    fn rpc_metrics(&self) -> Option<&basalt_rpc::RpcMetrics> {
+        Some(&self.metrics.rpc)
+    }
+
     async fn call(&self, method: String, params: Map<String, Value>) -> Result<Value, RpcError> {
         let (reply, rx) = oneshot::channel();
-        self.0
+        self.calls
             .send(ApiCall {
                 method,
                 params,
@@ -52,17 +70,16 @@ pub fn load_genesis(home: &Home) -> Result<Genesis> {
     Genesis::from_json(&text).with_context(|| format!("genesis file {} is invalid", path.display()))
 }
 
-/// The node's libp2p identity, created on first start (CometBFT's node_key.json).
-fn node_key(home: &Home) -> Result<basalt_p2p::Keypair> {
+/// The node's identity key, created on first start (CometBFT's node_key.json): its libp2p
+/// peer id and its CometBFT-style node id.
+fn node_key(home: &Home) -> Result<basalt_types::PrivateKey> {
     let path = home.config_dir().join("node_key.json");
-    let key = if path.exists() {
-        keys::load(&path)?
-    } else {
-        let k = keys::generate();
-        keys::save(&path, &k)?;
-        k
-    };
-    Ok(basalt_p2p::keypair_from_seed(key.seed())?)
+    if path.exists() {
+        return Ok(keys::load(&path)?);
+    }
+    let k = keys::generate();
+    keys::save(&path, &k)?;
+    Ok(k)
 }
 
 /// Extra behaviour for `start` (only `--misbehave`, in builds with the `byzantine` feature).
@@ -121,13 +138,28 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
     }
 
     // Bind both ports before anything runs, so that a port in use stops the start cleanly.
+    let node_key = node_key(home)?;
     let (api_tx, api_rx) = mpsc::channel(1024);
-    let rpc_addr = basalt_rpc::serve(RpcConfig::new(rpc_listen), NodeBackend(api_tx))
+    let (events, _) = tokio::sync::broadcast::channel(1024);
+    let metrics = Metrics::new();
+    let mut rpc_config = RpcConfig::new(rpc_listen);
+    rpc_config.max_body_bytes = config.rpc.max_body_bytes;
+    rpc_config.max_batch = config.rpc.max_batch_request_calls;
+    rpc_config.max_ws_clients = config.rpc.max_open_websockets;
+    rpc_config.max_subscriptions_per_client = config.rpc.max_subscriptions_per_client;
+    rpc_config.timeout = Duration::from_millis(config.rpc.timeout_ms);
+    rpc_config.cors_allowed_origins = config.rpc.cors_allowed_origins.clone();
+    let backend = NodeBackend {
+        calls: api_tx,
+        events: events.clone(),
+        metrics: metrics.clone(),
+    };
+    let rpc_addr = basalt_rpc::serve(rpc_config, backend)
         .await
         .with_context(|| format!("cannot serve JSON-RPC on {rpc_listen}"))?;
     let (p2p, net) = basalt_p2p::start(
         basalt_p2p::P2pConfig::new(&chain_id, p2p_listen, peers),
-        node_key(home)?,
+        basalt_p2p::keypair_from_seed(node_key.seed())?,
     )
     .await?;
     tracing::info!(rpc = %rpc_addr, p2p = %p2p_listen, peer_id = %p2p.local_peer_id(), "node started");
@@ -135,6 +167,11 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
     let parts = NodeParts {
         settings: NodeSettings {
             moniker: config.moniker.clone(),
+            node_id: node_key.public_key().address().to_hex().to_lowercase(),
+            node_key: node_key.public_key(),
+            broadcast_tx_commit_timeout: Duration::from_millis(
+                config.rpc.timeout_broadcast_tx_commit_ms,
+            ),
             create_empty_blocks: config.consensus.create_empty_blocks,
             timeout_commit: Duration::from_millis(config.consensus.timeout_commit_ms),
             rpc_listen: rpc_addr.to_string(),
@@ -148,6 +185,8 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
         wal,
         wal_records: replay.records,
         p2p,
+        events,
+        metrics,
         #[cfg(feature = "byzantine")]
         misbehave: options.misbehave,
     };

@@ -17,6 +17,7 @@ const TX: u8 = b'T';
 const EVIDENCE: u8 = b'E';
 const META: u8 = b'M';
 const VALSET: u8 = b'V';
+const INDEX: u8 = b'I';
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -45,6 +46,41 @@ pub struct TxRecord {
     /// `(type, [(key, value)])` pairs, CometBFT-style events.
     pub events: Vec<(String, Vec<(String, String)>)>,
     pub tx: Vec<u8>,
+}
+
+impl TxRecord {
+    /// The composite `type.key = value` attributes a transaction is searched by, with
+    /// `tx.hash` and `tx.height`.
+    pub fn attributes(&self, hash: &Hash) -> Vec<(String, String)> {
+        let mut out = vec![
+            ("tx.hash".to_string(), hash.to_hex()),
+            ("tx.height".to_string(), self.height.to_string()),
+        ];
+        for (kind, attrs) in &self.events {
+            for (k, v) in attrs {
+                out.push((format!("{kind}.{k}"), v.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// `I key 0 value 0 height index`: transactions by attribute, in chain order.
+fn index_prefix(k: &str, v: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(k.len() + v.len() + 3);
+    out.push(INDEX);
+    out.extend_from_slice(k.as_bytes());
+    out.push(0);
+    out.extend_from_slice(v.as_bytes());
+    out.push(0);
+    out
+}
+
+fn index_key(k: &str, v: &str, height: u64, index: u32) -> Vec<u8> {
+    let mut out = index_prefix(k, v);
+    out.extend_from_slice(&height.to_be_bytes());
+    out.extend_from_slice(&index.to_be_bytes());
+    out
 }
 
 /// What executing a block produced, kept for `block_results` and `last_results_hash`.
@@ -211,10 +247,43 @@ impl Store {
         for (tx, record) in block.txs.iter().zip(txs) {
             let hash = basalt_runtime::tx_hash(tx);
             batch.insert(prefixed(TX, hash.as_bytes()), enc(record));
+            for (k, v) in record.attributes(&hash) {
+                batch.insert(index_key(&k, &v, h, record.index), hash.as_bytes().to_vec());
+            }
         }
         self.db.apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Hashes of the transactions with attribute `k` equal to `v`, in chain order.
+    pub fn txs_with(&self, k: &str, v: &str) -> Result<Vec<Hash>, StoreError> {
+        self.db
+            .scan_prefix(index_prefix(k, v))
+            .values()
+            .map(|r| {
+                let v = r?;
+                let bytes: [u8; 32] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    key: "tx index".into(),
+                    reason: "hash is not 32 bytes".into(),
+                })?;
+                Ok(Hash(bytes))
+            })
+            .collect()
+    }
+
+    /// Every indexed transaction (for queries with no equality condition), in chain order.
+    pub fn all_txs(&self) -> Result<Vec<(Hash, TxRecord)>, StoreError> {
+        let mut all = Vec::new();
+        for item in self.db.scan_prefix([TX]) {
+            let (k, v) = item?;
+            let rec: TxRecord = decode(&k, &v)?;
+            let mut h = [0u8; 32];
+            h.copy_from_slice(&k[1..33]);
+            all.push((Hash(h), rec));
+        }
+        all.sort_by_key(|(_, r)| (r.height, r.index));
+        Ok(all)
     }
 
     /// Keeps a piece of evidence (keyed by its hash) for the evidence pool.

@@ -96,7 +96,7 @@ fn garbage_gossip_is_dropped_and_the_sender_is_banned() {
             );
             tokio::select! {
                 e = events.recv() => match e {
-                    Some(Event::PeerConnected(_)) => connected = true,
+                    Some(Event::PeerConnected { .. }) => connected = true,
                     Some(Event::PeerDisconnected(_)) if connected => break,
                     Some(Event::Message { id, source, .. }) => {
                         let _ = p2p.verdict(id, source, basalt_p2p::Verdict::Ignore);

@@ -40,9 +40,9 @@ fn find_evidence(net: &Net, k: usize, who: &Address, upto: u64) -> Option<(u64, 
     for h in 1..=upto {
         let b = net.block(k, h);
         for ev in b["block"]["evidence"]["evidence"].as_array().unwrap() {
-            let vote = &ev["value"]["vote_a"]["vote"];
-            if vote["validator"].as_str() == Some(&who.to_hex()) {
-                let at = vote["height"].as_u64().unwrap();
+            let vote = &ev["value"]["vote_a"];
+            if vote["validator_address"].as_str() == Some(&who.to_hex()) {
+                let at = vote["height"].as_str().unwrap().parse().unwrap();
                 return Some((h, at));
             }
         }

@@ -16,7 +16,7 @@ mod codec;
 mod swarm_task;
 
 use libp2p::gossipsub::MessageId;
-pub use libp2p::{identity::Keypair, Multiaddr, PeerId};
+pub use libp2p::{identity::Keypair, multiaddr::Protocol, Multiaddr, PeerId};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -120,7 +120,13 @@ pub enum Event {
         data: Vec<u8>,
     },
     Request(InboundRequest),
-    PeerConnected(PeerId),
+    PeerConnected {
+        peer: PeerId,
+        /// The peer's address as seen on this connection.
+        addr: Multiaddr,
+        /// Whether this node dialled it.
+        outbound: bool,
+    },
     PeerDisconnected(PeerId),
     /// A peer crossed the penalty threshold and was disconnected.
     PeerBanned(PeerId),

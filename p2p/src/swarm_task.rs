@@ -286,6 +286,7 @@ impl Task {
                 peer_id,
                 connection_id,
                 num_established,
+                endpoint,
                 ..
             } => {
                 if self.is_banned(&peer_id) {
@@ -301,7 +302,11 @@ impl Task {
                 }
                 if num_established.get() == 1 {
                     tracing::info!(%peer_id, "peer connected");
-                    self.emit(Event::PeerConnected(peer_id));
+                    self.emit(Event::PeerConnected {
+                        peer: peer_id,
+                        addr: endpoint.get_remote_address().clone(),
+                        outbound: endpoint.is_dialer(),
+                    });
                 }
             }
             SwarmEvent::ConnectionClosed {

@@ -73,7 +73,7 @@ async fn gossip_is_validated_before_forwarding_and_bad_senders_are_banned() {
     let (b, mut b_rx) = node(b_addr, vec![]).await;
     let (_c, mut c_rx) = node(c_addr, vec![b_addr]).await;
     next_matching(&mut a_rx, |e| {
-        matches!(e, Event::PeerConnected(_)).then_some(())
+        matches!(e, Event::PeerConnected { .. }).then_some(())
     })
     .await;
 
@@ -122,7 +122,7 @@ async fn sync_requests_get_their_responses_and_topics_are_per_chain() {
     let (a, mut a_rx) = node(a_addr, vec![b_addr]).await;
     let (b, mut b_rx) = node(b_addr, vec![]).await;
     let peer = next_matching(&mut a_rx, |e| match e {
-        Event::PeerConnected(p) => Some(p),
+        Event::PeerConnected { peer, .. } => Some(peer),
         _ => None,
     })
     .await;

@@ -6,7 +6,13 @@
 //! hands each call to a [`Backend`] as a method name and named parameters. [`shapes`] holds
 //! the helpers that render Basalt's types in CometBFT's JSON.
 
+pub mod metrics;
+pub mod query;
 pub mod shapes;
+mod ws;
+
+pub use metrics::RpcMetrics;
+pub use ws::RpcEvent;
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
@@ -17,8 +23,9 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A JSON-RPC error: code, message and a useful `data` string.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -58,13 +65,25 @@ impl RpcError {
     }
 }
 
-/// What the server needs from the node: answer one method call.
+/// What the server needs from the node: answer one method call, a stream of events for
+/// WebSocket subscribers, and the metrics text.
 pub trait Backend: Send + Sync + 'static {
     fn call(
         &self,
         method: String,
         params: Map<String, Value>,
     ) -> impl Future<Output = Result<Value, RpcError>> + Send;
+
+    /// A new receiver of the node's events (new blocks, transactions, validator changes).
+    fn events(&self) -> tokio::sync::broadcast::Receiver<RpcEvent>;
+
+    /// Everything for `GET /metrics`, in Prometheus text format.
+    fn metrics(&self) -> String;
+
+    /// Where to count requests and their latencies.
+    fn rpc_metrics(&self) -> Option<&RpcMetrics> {
+        None
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -76,6 +95,12 @@ pub struct RpcConfig {
     pub max_batch: usize,
     /// Longest a call may take.
     pub timeout: Duration,
+    /// WebSocket clients at once (CometBFT: 100).
+    pub max_ws_clients: usize,
+    /// Subscriptions per WebSocket client (CometBFT: 5).
+    pub max_subscriptions_per_client: usize,
+    /// Origins allowed by CORS (`*` for any); empty: no CORS headers (CometBFT's default).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl RpcConfig {
@@ -85,13 +110,17 @@ impl RpcConfig {
             max_body_bytes: 1_000_000,
             max_batch: 10,
             timeout: Duration::from_secs(10),
+            max_ws_clients: 100,
+            max_subscriptions_per_client: 5,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
 
-struct Ctx<B> {
-    backend: B,
-    config: RpcConfig,
+pub(crate) struct Ctx<B> {
+    pub(crate) backend: B,
+    pub(crate) config: RpcConfig,
+    pub(crate) ws_clients: AtomicUsize,
 }
 
 /// Binds now (so a port in use is reported at start) and serves in a spawned task.
@@ -109,15 +138,74 @@ pub async fn serve<B: Backend>(config: RpcConfig, backend: B) -> std::io::Result
 
 pub fn router<B: Backend>(config: RpcConfig, backend: B) -> Router {
     let limit = config.max_body_bytes;
-    let ctx = Arc::new(Ctx { backend, config });
+    let cors = config.cors_allowed_origins.clone();
+    let ctx = Arc::new(Ctx {
+        backend,
+        config,
+        ws_clients: AtomicUsize::new(0),
+    });
     Router::new()
         .route("/", post(post_handler::<B>))
+        .route("/websocket", get(ws::handler::<B>))
+        .route("/metrics", get(metrics_handler::<B>))
         .route("/{method}", get(get_handler::<B>))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            cors_layer(cors.clone(), req, next)
+        }))
         .with_state(ctx)
 }
 
-fn envelope(id: Value, result: Result<Value, RpcError>) -> Value {
+/// CORS: echo an allowed `Origin` back; answer preflight requests.
+async fn cors_layer(
+    allowed: Vec<String>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let origin = req
+        .headers()
+        .get(axum::http::header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(String::from);
+    let ok = origin
+        .as_deref()
+        .filter(|o| allowed.iter().any(|a| a == "*" || a == o))
+        .map(String::from);
+    let preflight = req.method() == axum::http::Method::OPTIONS;
+    let mut resp = if preflight {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
+    if let Some(o) = ok {
+        let h = resp.headers_mut();
+        if let Ok(v) = o.parse() {
+            h.insert(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        }
+        h.insert(
+            axum::http::header::ACCESS_CONTROL_ALLOW_METHODS,
+            axum::http::HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        h.insert(
+            axum::http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+            axum::http::HeaderValue::from_static("Content-Type, Origin, Accept"),
+        );
+    }
+    resp
+}
+
+async fn metrics_handler<B: Backend>(State(ctx): State<Arc<Ctx<B>>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        ctx.backend.metrics(),
+    )
+        .into_response()
+}
+
+pub(crate) fn envelope(id: Value, result: Result<Value, RpcError>) -> Value {
     match result {
         Ok(r) => json!({"jsonrpc": "2.0", "id": id, "result": r}),
         Err(e) => json!({"jsonrpc": "2.0", "id": id,
@@ -125,15 +213,22 @@ fn envelope(id: Value, result: Result<Value, RpcError>) -> Value {
     }
 }
 
-async fn dispatch<B: Backend>(
+pub(crate) async fn dispatch<B: Backend>(
     ctx: &Ctx<B>,
     method: String,
     params: Map<String, Value>,
 ) -> Result<Value, RpcError> {
-    match tokio::time::timeout(ctx.config.timeout, ctx.backend.call(method, params)).await {
+    let started = Instant::now();
+    let label = method.clone();
+    let call = ctx.backend.call(method, params);
+    let result = match tokio::time::timeout(ctx.config.timeout, call).await {
         Ok(r) => r,
         Err(_) => Err(RpcError::internal("request timed out")),
+    };
+    if let Some(m) = ctx.backend.rpc_metrics() {
+        m.observe(&label, started.elapsed().as_secs_f64(), result.is_ok());
     }
+    result
 }
 
 /// One JSON-RPC request object → its response (None for a notification without id? CometBFT

@@ -2,7 +2,10 @@
 //! upper-case hex, byte blobs base64, times RFC 3339 with nanoseconds, ed25519 keys as
 //! `{"type":"tendermint/PubKeyEd25519","value":base64}`.
 
-use basalt_types::{Block, BlockId, Commit, Header, PublicKey, Timestamp};
+use basalt_types::{
+    Block, BlockId, Commit, DuplicateVoteEvidence, Evidence, Header, PublicKey, SignedVote,
+    Timestamp, Vote, VoteType,
+};
 use base64::Engine;
 use serde_json::{json, Value};
 
@@ -79,16 +82,112 @@ pub fn commit(c: &Commit, time: Timestamp) -> Value {
     })
 }
 
+/// A vote in CometBFT's JSON (type 1 prevote, 2 precommit). Basalt's votes carry no
+/// timestamp; the block time stands in.
+pub fn vote(v: &SignedVote, index: i64, time: Timestamp) -> Value {
+    json!({
+        "type": match v.vote.vote_type { VoteType::Prevote => 1, VoteType::Precommit => 2 },
+        "height": v.vote.height.0.to_string(),
+        "round": v.vote.round.0,
+        "block_id": block_id(v.vote.block_id),
+        "timestamp": rfc3339(time),
+        "validator_address": v.vote.validator.to_hex(),
+        "validator_index": index,
+        "signature": b64(&v.signature.0),
+    })
+}
+
+/// Duplicate-vote evidence as CometBFT shows it in blocks.
+pub fn evidence(e: &Evidence, time: Timestamp) -> Value {
+    let Evidence::DuplicateVote(d) = e;
+    json!({"type": "tendermint/DuplicateVoteEvidence", "value": {
+        "vote_a": vote(&d.vote_a, 0, time),
+        "vote_b": vote(&d.vote_b, 0, time),
+        "TotalVotingPower": d.total_power.to_string(),
+        "ValidatorPower": d.validator_power.to_string(),
+        "Timestamp": rfc3339(time),
+    }})
+}
+
 pub fn evidence_list(b: &Block) -> Value {
     Value::Array(
         b.evidence
             .iter()
-            .map(|e| {
-                let basalt_types::Evidence::DuplicateVote(d) = e;
-                json!({"type": "tendermint/DuplicateVoteEvidence", "value": serde_json::to_value(d).unwrap_or(Value::Null)})
-            })
+            .map(|e| evidence(e, b.header.time))
             .collect(),
     )
+}
+
+fn parse_vote(v: &Value) -> Result<SignedVote, String> {
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .ok_or(format!("vote: {k} is missing"))
+    };
+    let vote_type = match v.get("type").and_then(Value::as_u64) {
+        Some(1) => VoteType::Prevote,
+        Some(2) => VoteType::Precommit,
+        _ => return Err("vote: type must be 1 (prevote) or 2 (precommit)".into()),
+    };
+    let height = s("height")?.parse().map_err(|_| "vote: bad height")?;
+    let round = v
+        .get("round")
+        .and_then(Value::as_u64)
+        .ok_or("vote: bad round")?;
+    let hash = v
+        .get("block_id")
+        .and_then(|b| b.get("hash"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let block_id = if hash.is_empty() {
+        None
+    } else {
+        let bytes: [u8; 32] = hex::decode(hash)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("vote: bad block hash")?;
+        Some(BlockId(basalt_types::Hash(bytes)))
+    };
+    let validator = basalt_types::Address::from_hex(s("validator_address")?)?;
+    let sig: [u8; 64] = base64::engine::general_purpose::STANDARD
+        .decode(s("signature")?)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or("vote: bad signature")?;
+    Ok(SignedVote {
+        vote: Vote {
+            vote_type,
+            height: basalt_types::Height(height),
+            round: basalt_types::Round(u32::try_from(round).map_err(|_| "vote: bad round")?),
+            block_id,
+            validator,
+        },
+        signature: basalt_types::Signature(sig),
+    })
+}
+
+/// Reads duplicate-vote evidence in the shape [`evidence`] writes (the `value` object, or
+/// the whole `{type, value}`).
+pub fn parse_evidence(v: &Value) -> Result<Evidence, String> {
+    let v = v.get("value").unwrap_or(v);
+    let num = |k: &str| {
+        v.get(k)
+            .and_then(|x| {
+                x.as_str()
+                    .map(String::from)
+                    .or_else(|| x.as_u64().map(|n| n.to_string()))
+            })
+            .and_then(|x| x.parse::<u64>().ok())
+            .ok_or(format!("evidence: {k} is missing"))
+    };
+    let a = parse_vote(v.get("vote_a").ok_or("evidence: vote_a is missing")?)?;
+    let b = parse_vote(v.get("vote_b").ok_or("evidence: vote_b is missing")?)?;
+    Ok(Evidence::DuplicateVote(DuplicateVoteEvidence::new(
+        a,
+        b,
+        num("ValidatorPower")?,
+        num("TotalVotingPower")?,
+    )))
 }
 
 pub fn block(b: &Block) -> Value {
@@ -143,6 +242,31 @@ pub fn tx_result(code: u32, log: &str, events: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evidence_round_trips_through_cometbft_json() {
+        let key = basalt_types::PrivateKey::from_seed([3; 32]);
+        let v = |b: Option<BlockId>| {
+            Vote {
+                vote_type: VoteType::Precommit,
+                height: basalt_types::Height(9),
+                round: basalt_types::Round(2),
+                block_id: b,
+                validator: key.public_key().address(),
+            }
+            .sign("c", &key)
+        };
+        let ev = Evidence::DuplicateVote(DuplicateVoteEvidence::new(
+            v(Some(BlockId(basalt_types::Hash::digest(b"x")))),
+            v(None),
+            10,
+            40,
+        ));
+        let json = evidence(&ev, Timestamp::default());
+        assert_eq!(json["value"]["vote_a"]["type"], 2);
+        assert_eq!(parse_evidence(&json).unwrap(), ev);
+        assert!(parse_evidence(&json!({"value": {}})).is_err());
+    }
 
     #[test]
     fn times_are_rfc3339_with_nanoseconds() {

@@ -2,6 +2,7 @@
 //! limits and the standard error codes.
 
 use super::*;
+use crate::RpcEvent;
 use axum::body::Body;
 use axum::http::Request;
 use tower::ServiceExt;
@@ -20,6 +21,12 @@ impl Backend for Echo {
             }
             m => Err(RpcError::method_not_found(m)),
         }
+    }
+    fn events(&self) -> tokio::sync::broadcast::Receiver<RpcEvent> {
+        tokio::sync::broadcast::channel(1).1
+    }
+    fn metrics(&self) -> String {
+        "# EOF\n".into()
     }
 }
 
