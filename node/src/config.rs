@@ -40,6 +40,8 @@ pub struct RpcConfig {
     pub timeout_broadcast_tx_commit_ms: u64,
     #[serde(default)]
     pub cors_allowed_origins: Vec<String>,
+    #[serde(default = "defaults::max_open_connections")]
+    pub max_open_connections: usize,
 }
 
 mod defaults {
@@ -60,6 +62,9 @@ mod defaults {
     }
     pub fn timeout_broadcast_tx_commit_ms() -> u64 {
         10_000
+    }
+    pub fn max_open_connections() -> usize {
+        900
     }
 }
 
@@ -105,6 +110,7 @@ impl Config {
                 timeout_ms: defaults::timeout_ms(),
                 timeout_broadcast_tx_commit_ms: defaults::timeout_broadcast_tx_commit_ms(),
                 cors_allowed_origins: Vec::new(),
+                max_open_connections: defaults::max_open_connections(),
             },
             consensus: ConsensusConfig {
                 create_empty_blocks: true,
@@ -143,7 +149,9 @@ impl Config {
              timeout_ms = {rpc_timeout}\n\
              timeout_broadcast_tx_commit_ms = {commit_timeout}\n\
              # Origins browsers may call from (\"*\" for any); empty sends no CORS headers.\n\
-             cors_allowed_origins = [{cors}]\n\n\
+             cors_allowed_origins = [{cors}]\n\
+             # HTTP connections at once; more are closed on accept.\n\
+             max_open_connections = {max_conns}\n\n\
              [consensus]\n\
              # Propose blocks even when the mempool is empty.\n\
              create_empty_blocks = {empty}\n\
@@ -163,6 +171,7 @@ impl Config {
             max_subs = self.rpc.max_subscriptions_per_client,
             rpc_timeout = self.rpc.timeout_ms,
             commit_timeout = self.rpc.timeout_broadcast_tx_commit_ms,
+            max_conns = self.rpc.max_open_connections,
             cors = self.rpc.cors_allowed_origins.iter().map(|o| q(o)).collect::<Vec<_>>().join(", "),
             empty = self.consensus.create_empty_blocks,
             commit = self.consensus.timeout_commit_ms,

@@ -149,6 +149,7 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
     rpc_config.max_subscriptions_per_client = config.rpc.max_subscriptions_per_client;
     rpc_config.timeout = Duration::from_millis(config.rpc.timeout_ms);
     rpc_config.cors_allowed_origins = config.rpc.cors_allowed_origins.clone();
+    rpc_config.max_open_connections = config.rpc.max_open_connections;
     let backend = NodeBackend {
         calls: api_tx,
         events: events.clone(),

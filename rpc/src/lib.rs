@@ -101,6 +101,10 @@ pub struct RpcConfig {
     pub max_subscriptions_per_client: usize,
     /// Origins allowed by CORS (`*` for any); empty: no CORS headers (CometBFT's default).
     pub cors_allowed_origins: Vec<String>,
+    /// Open HTTP connections at once (CometBFT: 900); more are closed on accept.
+    pub max_open_connections: usize,
+    /// A client must send its request headers, and its body, within this time.
+    pub read_timeout: Duration,
 }
 
 impl RpcConfig {
@@ -113,6 +117,8 @@ impl RpcConfig {
             max_ws_clients: 100,
             max_subscriptions_per_client: 5,
             cors_allowed_origins: Vec::new(),
+            max_open_connections: 900,
+            read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -123,14 +129,46 @@ pub(crate) struct Ctx<B> {
     pub(crate) ws_clients: AtomicUsize,
 }
 
-/// Binds now (so a port in use is reported at start) and serves in a spawned task.
+/// Binds now (so a port in use is reported at start) and serves in a spawned task. Each
+/// connection must send its headers within `read_timeout` (slow clients are cut off, not
+/// kept forever) and at most `max_open_connections` are served at once.
 pub async fn serve<B: Backend>(config: RpcConfig, backend: B) -> std::io::Result<SocketAddr> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_open_connections));
+    let read_timeout = config.read_timeout;
     let app = router(config, backend);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("rpc server stopped: {e}");
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("rpc accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                tracing::debug!("rpc connection refused: max_open_connections reached");
+                continue; // dropping the stream closes it
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
+                |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+            ));
+            tokio::spawn(async move {
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(read_timeout);
+                let _ = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .await;
+                drop(permit);
+            });
         }
     });
     Ok(addr)
@@ -268,8 +306,32 @@ async fn one<B: Backend>(ctx: &Ctx<B>, req: Value) -> Value {
 
 async fn post_handler<B: Backend>(
     State(ctx): State<Arc<Ctx<B>>>,
-    body: axum::body::Bytes,
+    req: axum::extract::Request,
 ) -> Response {
+    // The body must arrive within the read timeout and fit the limit.
+    let read = axum::body::to_bytes(req.into_body(), ctx.config.max_body_bytes);
+    let body = match tokio::time::timeout(ctx.config.read_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            let e = RpcError::invalid_request(format!(
+                "request body exceeds {} bytes",
+                ctx.config.max_body_bytes
+            ));
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(envelope(Value::from(-1), Err(e))),
+            )
+                .into_response();
+        }
+        Err(_) => {
+            let e = RpcError::invalid_request("request body not received in time");
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                Json(envelope(Value::from(-1), Err(e))),
+            )
+                .into_response();
+        }
+    };
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {

@@ -126,6 +126,21 @@ impl Net {
         }
     }
 
+    pub fn pid(&self, k: usize) -> Option<u32> {
+        self.procs[k].as_ref().map(|c| c.id())
+    }
+
+    /// Resident memory of node k in KiB (Linux).
+    pub fn rss_kib(&self, k: usize) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid(k).unwrap())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
     pub fn is_running(&mut self, k: usize) -> bool {
         match self.procs[k].as_mut() {
             Some(c) => c.try_wait().ok().flatten().is_none(),
