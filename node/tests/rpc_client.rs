@@ -236,4 +236,31 @@ fn a_real_cometbft_client_parses_every_method_and_the_content_is_right() {
         ws.close().unwrap();
         let _ = driver.await;
     });
+
+    // Prometheus metrics, with the chain's figures and the RPC's own.
+    let text = ureq::get(&format!("http://{}/metrics", net.rpc_addr(0)))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let gauge = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+    };
+    assert!(gauge("basalt_height") >= 4.0);
+    assert_eq!(gauge("basalt_peers"), 3.0);
+    assert!(gauge("basalt_txs_total") >= 4.0, "the transfers above were counted");
+    for m in [
+        "basalt_block_interval_seconds_bucket",
+        "basalt_txs_per_block_bucket",
+        "basalt_mempool_size",
+        "basalt_validator_power{validator=",
+        "basalt_evidence_committed_total",
+        "basalt_rpc_requests_total{method=\"tx_search\",outcome=\"ok\"}",
+        "basalt_rpc_request_duration_seconds_bucket{",
+    ] {
+        assert!(text.contains(m), "{m} missing from:\n{text}");
+    }
 }
