@@ -100,6 +100,66 @@ fn four_validators_agree_and_200_transfers_through_rpc_commit_exactly_once() {
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["balance"], want.to_string());
+    // Staking through the CLI: node0's account delegates to validator node1, and the
+    // validator's tokens grow by exactly that.
+    let operator = net.account_key(1).public_key().address().to_hex();
+    let before: serde_json::Value = net
+        .client(0)
+        .query(&format!("/validator/{operator}"))
+        .unwrap();
+    let tokens = |v: &serde_json::Value| v["tokens"].as_str().unwrap().parse::<u128>().unwrap();
+    let o = basalt(&[
+        "tx",
+        "delegate",
+        "--validator",
+        &operator,
+        "--amount",
+        "3000000",
+        "--home",
+        home.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_for("the delegation to commit", MINUTE, || {
+        net.client(2)
+            .query(&format!("/validator/{operator}"))
+            .is_ok_and(|v| tokens(&v) == tokens(&before) + 3_000_000)
+    });
+    let o = basalt(&["query", "validator", &operator, "--node", &net.rpc_addr(3)]);
+    assert!(o.status.success());
+    // A refused transaction is reported readably, with its code.
+    let o = basalt(&[
+        "tx",
+        "delegate",
+        "--validator",
+        &to,
+        "--amount",
+        "5",
+        "--home",
+        home.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("refused (code 8)"), "{err}");
+    // Offline signing prints the transaction and sends nothing.
+    let o = basalt(&[
+        "tx",
+        "transfer",
+        "--to",
+        &to,
+        "--amount",
+        "1",
+        "--nonce",
+        "77",
+        "--offline",
+        "--home",
+        home.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let bytes = hex::decode(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    let tx = basalt_runtime::SignedTx::decode(&bytes).unwrap();
+    assert_eq!(tx.body.nonce, 77);
+    assert!(tx.verify_signature());
+    assert_eq!(tx.body.chain_id, CHAIN);
     net.assert_no_evidence();
 }
 
@@ -178,4 +238,35 @@ fn a_validator_killed_again_and_again_recovers_without_double_signing() {
         net.log_text(1).contains("replaying the consensus WAL"),
         "at least one kill landed mid-height, with votes in the WAL"
     );
+}
+
+#[test]
+fn without_create_empty_blocks_the_chain_waits_for_transactions() {
+    let mut net = Net::new(4, 0, 27450);
+    for k in 0..4 {
+        let path = net.home(k).join("config/config.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace("create_empty_blocks = true", "create_empty_blocks = false");
+        std::fs::write(&path, text).unwrap();
+    }
+    net.start_all();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(net.height(0), Some(0), "no transactions, no blocks");
+    let key = net.account_key(2);
+    let to = PrivateKey::from_seed([9; 32]).public_key().address();
+    let r = net
+        .client(2)
+        .broadcast_tx_sync(&transfer(&key, 0, to, 11))
+        .unwrap();
+    assert_eq!(r["code"], 0);
+    wait_for("the transfer to commit", MINUTE, || {
+        net.client(0)
+            .query(&format!("/account/{to}"))
+            .is_ok_and(|v| v["balance"] == "11")
+    });
+    // Then it idles again.
+    let h = net.height(0).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(net.height(0).unwrap() <= h + 1, "idle without transactions");
+    net.assert_same_chain(&[0, 1, 2, 3], h);
 }

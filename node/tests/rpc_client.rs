@@ -251,7 +251,10 @@ fn a_real_cometbft_client_parses_every_method_and_the_content_is_right() {
     };
     assert!(gauge("basalt_height") >= 4.0);
     assert_eq!(gauge("basalt_peers"), 3.0);
-    assert!(gauge("basalt_txs_total") >= 4.0, "the transfers above were counted");
+    assert!(
+        gauge("basalt_txs_total") >= 4.0,
+        "the transfers above were counted"
+    );
     for m in [
         "basalt_block_interval_seconds_bucket",
         "basalt_txs_per_block_bucket",
