@@ -16,28 +16,16 @@ pub const ACCOUNT_FUNDS: u128 = 1_000_000_000_000;
 pub const DEFAULT_STAKE: u128 = 10_000_000;
 pub const DEFAULT_BASE_PORT: u16 = 26600;
 
-/// Current UTC time as RFC 3339 (the CLI is at the edge: it may read the clock).
+/// Current UTC time as RFC 3339, whole seconds (the CLI is at the edge: it may read the
+/// clock).
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let t = basalt_types::Timestamp {
+        nanos: 0,
+        ..crate::node::now()
+    };
+    // `…:SS.000000000Z` → `…:SSZ`, the form genesis files usually carry.
+    let full = basalt_rpc::shapes::rfc3339(t);
+    format!("{}Z", &full[..19])
 }
 
 fn refuse_existing(home: &Home) -> Result<()> {
