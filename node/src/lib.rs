@@ -4,6 +4,7 @@
 //! (src/main.rs) drives them from the command line.
 
 pub mod api;
+pub mod bench;
 pub mod chain;
 pub mod cli_tx;
 pub mod client;

@@ -43,6 +43,7 @@ pub fn run(validators: usize, dir: &Path, base_port: u16) -> Result<()> {
             chain_id: LOCALNET_CHAIN_ID,
             timeout_propose_ms: Some(1000),
             timeout_commit_ms: Some(300),
+            extra_accounts: Vec::new(),
         };
         testnet::testnet(&spec)?
     };

@@ -92,6 +92,28 @@ enum Command {
         #[arg(long, global = true, default_value = cli_tx::DEFAULT_NODE)]
         node: String,
     },
+    /// Measure throughput and latency on a fresh local network (prints a markdown table).
+    Bench {
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Offered transfers per second (default: as fast as the nodes take them).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Funded sender accounts.
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        /// Also write the figures as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long, default_value_t = 26900)]
+        base_port: u16,
+        /// Pause after each block under load, in milliseconds.
+        #[arg(long, default_value_t = 200)]
+        timeout_commit_ms: u64,
+    },
     /// Manage account keys.
     Keys {
         #[command(subcommand)]
@@ -169,6 +191,7 @@ fn run(cli: Cli) -> Result<()> {
                 chain_id: &chain_id,
                 timeout_propose_ms,
                 timeout_commit_ms,
+                extra_accounts: Vec::new(),
             };
             let homes = testnet::testnet(&spec)?;
             for (k, h) in homes.iter().enumerate() {
@@ -205,6 +228,23 @@ fn run(cli: Cli) -> Result<()> {
         } => localnet::run(validators, &dir, base_port)?,
         Command::Tx { msg, opts } => cli_tx::run_tx(msg, opts)?,
         Command::Query { what, node } => cli_tx::run_query(what, &node)?,
+        Command::Bench {
+            validators,
+            duration,
+            rate,
+            accounts,
+            json,
+            base_port,
+            timeout_commit_ms,
+        } => basalt_node::bench::run(basalt_node::bench::BenchSpec {
+            validators,
+            duration: std::time::Duration::from_secs(duration),
+            rate,
+            accounts,
+            json,
+            base_port,
+            timeout_commit_ms,
+        })?,
         Command::Keys { action } => match action {
             KeysAction::Add { home, key } => {
                 valid_key_name(&key)?;

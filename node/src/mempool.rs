@@ -191,10 +191,7 @@ impl Mempool {
                 .unwrap_or_default();
             for h in hashes {
                 let keep = self.txs.get(&h).is_some_and(|e| {
-                    e.nonce == expected
-                        && runtime
-                            .check_tx_with_nonce(&e.bytes, Some(expected))
-                            .is_ok()
+                    e.nonce == expected && runtime.recheck_tx(&e.bytes, expected).is_ok()
                 });
                 if keep {
                     expected += 1;

@@ -116,6 +116,8 @@ pub struct TestnetSpec<'a> {
     pub timeout_propose_ms: Option<u64>,
     /// Pause after each block; default 1 s.
     pub timeout_commit_ms: Option<u64>,
+    /// More funded accounts besides the nodes' own (the benchmark's senders).
+    pub extra_accounts: Vec<(Address, u128)>,
 }
 
 /// N validators and M full nodes in `output/node<k>`: node k listens for peers on
@@ -164,6 +166,7 @@ pub fn testnet(spec: &TestnetSpec) -> Result<Vec<Home>> {
             .collect(),
         keys.iter()
             .map(|k| (k.account.public_key().address(), ACCOUNT_FUNDS))
+            .chain(spec.extra_accounts.iter().copied())
             .collect(),
     )?;
     let timeouts = &mut genesis.consensus_params.timeouts;

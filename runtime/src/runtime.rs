@@ -308,6 +308,18 @@ impl Runtime {
         }
     }
 
+    /// `check_tx_with_nonce` for a transaction whose signature this node already verified
+    /// (the mempool's re-check after a block): everything but the signature is checked again.
+    pub fn recheck_tx(&self, bytes: &[u8], expected_nonce: u64) -> TxResult {
+        match self
+            .admit_with(bytes, Some(expected_nonce), Signatures::Trusted)
+            .and_then(|tx| self.precheck_msg(&tx).map(|_| tx))
+        {
+            Ok(_) => TxResult::ok(Vec::new()),
+            Err(e) => TxResult::err(&e),
+        }
+    }
+
     fn precheck_msg(&self, tx: &SignedTx) -> Result<(), TxError> {
         let sender = tx.sender();
         let balance = self.account(&sender).balance;

@@ -1,0 +1,372 @@
+//! `basalt bench`: starts an N-validator localnet tuned for throughput, funds K sender
+//! accounts in its genesis, sends signed transfers through JSON-RPC (at a fixed offered
+//! rate, or as fast as the nodes take them), and measures from the client side: committed
+//! tx/s, submit→commit latency, block interval, txs per block, rejections, empty blocks per
+//! second, and each node's CPU time and peak RSS. Prints a markdown table; `--json` writes
+//! the figures for tooling.
+
+use crate::client::Client;
+use crate::testnet::{self, TestnetSpec};
+use anyhow::{bail, Context, Result};
+use basalt_runtime::{Msg, TxBody};
+use basalt_types::{Address, Hash, PrivateKey};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct BenchSpec {
+    pub validators: usize,
+    pub duration: Duration,
+    pub rate: Option<u64>,
+    pub accounts: usize,
+    pub json: Option<std::path::PathBuf>,
+    pub base_port: u16,
+    /// Pause after each block while under load (batches transactions into larger blocks).
+    pub timeout_commit_ms: u64,
+}
+
+const CHAIN: &str = "basalt-bench";
+/// Transfers per JSON-RPC batch (CometBFT's batch limit).
+const BATCH: usize = 10;
+/// Client threads sending transactions.
+const SENDERS: usize = 8;
+
+fn sender_key(i: usize) -> PrivateKey {
+    PrivateKey::from_seed(Hash::digest(format!("bench-sender-{i}").as_bytes()).0)
+}
+
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// CPU seconds (user + system) and peak RSS in MiB of a process, from /proc.
+fn usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let cpu = (ticks(14) + ticks(15)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    (cpu, hwm_kib / 1024.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn height(c: &Client) -> u64 {
+    c.call("status", json!({}))
+        .ok()
+        .and_then(|s| s["sync_info"]["latest_block_height"].as_str()?.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn run(spec: BenchSpec) -> Result<()> {
+    if spec.validators == 0 || spec.accounts == 0 {
+        bail!("--validators and --accounts must be at least 1");
+    }
+    let dir = tempfile::tempdir().context("creating a work folder")?;
+    eprintln!("generating {} sender keys…", spec.accounts);
+    let keys: Vec<PrivateKey> = (0..spec.accounts).map(sender_key).collect();
+    let homes = testnet::testnet(&TestnetSpec {
+        validators: spec.validators,
+        full_nodes: 0,
+        output: dir.path(),
+        base_port: spec.base_port,
+        stakes: None,
+        chain_id: CHAIN,
+        timeout_propose_ms: Some(1000),
+        timeout_commit_ms: Some(0),
+        extra_accounts: keys
+            .iter()
+            .map(|k| (k.public_key().address(), 1_000_000_000_000))
+            .collect(),
+    })?;
+    let exe = std::env::current_exe()?;
+    let spawn = |nodes: &mut Nodes| -> Result<()> {
+        for h in &homes {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(h.root().join("node.log"))?;
+            nodes.0.push(
+                Command::new(&exe)
+                    .args(["start", "--home"])
+                    .arg(h.root())
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()?,
+            );
+        }
+        Ok(())
+    };
+    let mut nodes = Nodes(Vec::new());
+    spawn(&mut nodes)?;
+    let rpcs: Vec<String> = (0..homes.len())
+        .map(|k| format!("127.0.0.1:{}", spec.base_port as usize + 2 * k + 1))
+        .collect();
+    let watch = Client::new(&rpcs[0]);
+    let start = Instant::now();
+    while height(&watch) < 2 {
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "the localnet did not start; see the logs in {}",
+                dir.path().display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Empty blocks per second with timeout_commit = 0.
+    let (h0, t0) = (height(&watch), Instant::now());
+    std::thread::sleep(Duration::from_secs(5));
+    let empty_bps = (height(&watch) - h0) as f64 / t0.elapsed().as_secs_f64();
+    eprintln!("empty blocks: {empty_bps:.1}/s with timeout_commit = 0");
+    if spec.timeout_commit_ms > 0 {
+        // Restart with the load's timeout_commit (the chain carries on from its data).
+        drop(std::mem::replace(&mut nodes, Nodes(Vec::new())));
+        for h in &homes {
+            let path = h.config_file();
+            let text = std::fs::read_to_string(&path)?.replace(
+                "timeout_commit_ms = 0",
+                &format!("timeout_commit_ms = {}", spec.timeout_commit_ms),
+            );
+            std::fs::write(&path, text)?;
+        }
+        spawn(&mut nodes)?;
+        let h = height(&watch);
+        let began = Instant::now();
+        while height(&watch) < h + 2 {
+            if began.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "the localnet did not restart; see the logs in {}",
+                    dir.path().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    eprintln!(
+        "sending for {:?} (timeout_commit {} ms)…",
+        spec.duration, spec.timeout_commit_ms
+    );
+
+    // Load: SENDERS threads, each with its share of the accounts and a round-robin node.
+    let submitted: Arc<Mutex<HashMap<Hash, Instant>>> = Arc::default();
+    let rejected = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load_start = Instant::now();
+    let mut threads = Vec::new();
+    for t in 0..SENDERS {
+        let my_keys: Vec<PrivateKey> = keys.iter().skip(t).step_by(SENDERS).cloned().collect();
+        let (submitted, rejected, stop, rpcs) = (
+            submitted.clone(),
+            rejected.clone(),
+            stop.clone(),
+            rpcs.clone(),
+        );
+        let per_thread_rate = spec.rate.map(|r| r as f64 / SENDERS as f64);
+        threads.push(std::thread::spawn(move || {
+            let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+            let mut nonces = vec![0u64; my_keys.len()];
+            let to = Address([0xBE; 20]);
+            let mut sent = 0u64;
+            let mut i = 0usize;
+            let began = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(r) = per_thread_rate {
+                    let due = began + Duration::from_secs_f64(sent as f64 / r);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                let mut batch = Vec::with_capacity(BATCH);
+                let mut hashes = Vec::with_capacity(BATCH);
+                for _ in 0..BATCH {
+                    let k = i % my_keys.len();
+                    i += 1;
+                    let tx = TxBody { chain_id: CHAIN.into(), nonce: nonces[k], fee: 1, msg: Msg::Transfer { to, amount: 1 } }
+                        .sign(&my_keys[k])
+                        .to_bytes();
+                    nonces[k] += 1;
+                    hashes.push(basalt_runtime::tx_hash(&tx));
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(&tx);
+                    batch.push(json!({"jsonrpc": "2.0", "id": batch.len(), "method": "broadcast_tx_sync", "params": {"tx": b64}}));
+                }
+                let node = &rpcs[(sent as usize / BATCH) % rpcs.len()];
+                let now = Instant::now();
+                let reply: Option<Value> = agent
+                    .post(&format!("http://{node}/"))
+                    .send_json(Value::Array(batch))
+                    .ok()
+                    .and_then(|r| r.into_json().ok());
+                let codes: Vec<u64> = reply
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().map(|r| r["result"]["code"].as_u64().unwrap_or(u64::MAX)).collect())
+                    .unwrap_or_else(|| vec![u64::MAX; BATCH]);
+                let mut map = submitted.lock().expect("not poisoned");
+                for (h, code) in hashes.into_iter().zip(codes) {
+                    if code == 0 {
+                        map.insert(h, now);
+                    } else {
+                        rejected.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                drop(map);
+                sent += BATCH as u64;
+            }
+        }));
+    }
+    // Watch blocks as they commit and match their transactions.
+    let mut latencies = Vec::new();
+    let mut intervals = Vec::new();
+    let mut per_block = Vec::new();
+    let mut next = height(&watch) + 1;
+    let mut last_time: Option<f64> = None;
+    let mut committed_in_window = 0u64;
+    let deadline = load_start + spec.duration;
+    let drain_until = deadline + Duration::from_secs(10);
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            stop.store(true, Ordering::Relaxed);
+        }
+        if now >= drain_until
+            || (now >= deadline && submitted.lock().expect("not poisoned").is_empty())
+        {
+            break;
+        }
+        let Ok(b) = watch.call("block", json!({"height": next.to_string()})) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let seen = Instant::now();
+        let txs = b["block"]["data"]["txs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let time = b["block"]["header"]["time"].as_str().and_then(parse_time);
+        if let (Some(t), Some(l)) = (time, last_time) {
+            intervals.push((t - l) * 1000.0);
+        }
+        last_time = time;
+        per_block.push(txs.len() as f64);
+        let mut map = submitted.lock().expect("not poisoned");
+        for tx in txs {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(tx.as_str().unwrap_or_default())
+                .unwrap_or_default();
+            if let Some(at) = map.remove(&basalt_runtime::tx_hash(&bytes)) {
+                latencies.push(seen.duration_since(at).as_secs_f64() * 1000.0);
+                if seen <= deadline {
+                    committed_in_window += 1;
+                }
+            }
+        }
+        drop(map);
+        next += 1;
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let window = spec.duration.as_secs_f64();
+    let usage: Vec<(f64, f64)> = nodes.0.iter().map(|c| usage(c.id())).collect();
+    latencies.sort_by(f64::total_cmp);
+    intervals.sort_by(f64::total_cmp);
+    let tps = committed_in_window as f64 / window;
+    let report = json!({
+        "validators": spec.validators,
+        "timeout_commit_ms": spec.timeout_commit_ms,
+        "duration_s": window,
+        "offered_rate": spec.rate,
+        "accounts": spec.accounts,
+        "tps": tps,
+        "committed": latencies.len(),
+        "rejected": rejected.load(Ordering::Relaxed),
+        "latency_ms_p50": percentile(&latencies, 0.5),
+        "latency_ms_p95": percentile(&latencies, 0.95),
+        "latency_ms_p99": percentile(&latencies, 0.99),
+        "block_interval_ms_p50": percentile(&intervals, 0.5),
+        "txs_per_block_mean": per_block.iter().sum::<f64>() / per_block.len().max(1) as f64,
+        "empty_blocks_per_s": empty_bps,
+        "cpu_s": usage.iter().map(|u| u.0).collect::<Vec<_>>(),
+        "rss_mb": usage.iter().map(|u| u.1).collect::<Vec<_>>(),
+        "rss_mb_max": usage.iter().map(|u| u.1).fold(0.0, f64::max),
+    });
+    println!("| figure | value |\n|---|---|");
+    for (k, v) in report.as_object().expect("an object") {
+        println!("| {k} | {v} |");
+    }
+    if let Some(path) = &spec.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time with nanoseconds.
+fn parse_time(s: &str) -> Option<f64> {
+    let (date, time) = s.trim_end_matches('Z').split_once('T')?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
+    // Days from civil (Howard Hinnant), the inverse of shapes::rfc3339.
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let frac: f64 = format!("0.{frac}").parse().ok()?;
+    Some((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) as f64 + frac)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_parse_back() {
+        let t = basalt_types::Timestamp {
+            seconds: 1_795_581_151,
+            nanos: 250_000_000,
+        };
+        let s = basalt_rpc::shapes::rfc3339(t);
+        assert_eq!(super::parse_time(&s), Some(1_795_581_151.25));
+        assert_eq!(super::percentile(&[1.0, 2.0, 3.0], 0.5), 2.0);
+    }
+}
