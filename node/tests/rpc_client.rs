@@ -237,6 +237,58 @@ fn a_real_cometbft_client_parses_every_method_and_the_content_is_right() {
         let _ = driver.await;
     });
 
+    // broadcast_evidence: two conflicting precommits of validator 1, in the JSON shape
+    // blocks show evidence in; the evidence is kept, gossiped, committed and punished.
+    let home1 = basalt_node::home::Home::new(net.home(1));
+    let vkey = basalt_node::keys::load(&home1.validator_key_file()).unwrap();
+    let h = net.height(0).unwrap();
+    let vote = |b: Option<basalt_types::BlockId>| {
+        basalt_types::Vote {
+            vote_type: basalt_types::VoteType::Precommit,
+            height: basalt_types::Height(h),
+            round: basalt_types::Round(7),
+            block_id: b,
+            validator: vkey.public_key().address(),
+        }
+        .sign(CHAIN, &vkey)
+    };
+    let ev = basalt_types::Evidence::DuplicateVote(basalt_types::DuplicateVoteEvidence::new(
+        vote(Some(basalt_types::BlockId(basalt_types::Hash::digest(
+            b"one",
+        )))),
+        vote(None),
+        10,
+        40,
+    ));
+    let json = basalt_rpc::shapes::evidence(&ev, basalt_types::Timestamp::default());
+    let r = net
+        .client(2)
+        .call(
+            "broadcast_evidence",
+            serde_json::json!({ "evidence": json }),
+        )
+        .expect("evidence accepted");
+    assert_eq!(r["hash"], basalt_types::Hash::of(&ev).to_hex());
+    let forged = {
+        let mut j = json.clone();
+        j["value"]["vote_b"]["signature"] = serde_json::json!(basalt_rpc::shapes::b64(&[1u8; 64]));
+        j
+    };
+    let err = net
+        .client(2)
+        .call(
+            "broadcast_evidence",
+            serde_json::json!({ "evidence": forged }),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("evidence refused"), "{err}");
+    let operator = net.account_key(1).public_key().address();
+    wait_for("the evidence to be committed", MINUTE, || {
+        net.client(0)
+            .query(&format!("/validator/{operator}"))
+            .is_ok_and(|v| v["tombstoned"] == true)
+    });
+
     // Prometheus metrics, with the chain's figures and the RPC's own.
     let text = ureq::get(&format!("http://{}/metrics", net.rpc_addr(0)))
         .call()
