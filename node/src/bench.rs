@@ -6,6 +6,7 @@
 //! the figures for tooling.
 
 use crate::client::Client;
+use crate::localnet::Children;
 use crate::testnet::{self, TestnetSpec};
 use anyhow::{bail, Context, Result};
 use basalt_runtime::{Msg, TxBody};
@@ -13,7 +14,7 @@ use basalt_types::{Address, Hash, PrivateKey};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,17 +38,6 @@ const SENDERS: usize = 8;
 
 fn sender_key(i: usize) -> PrivateKey {
     PrivateKey::from_seed(Hash::digest(format!("bench-sender-{i}").as_bytes()).0)
-}
-
-struct Nodes(Vec<Child>);
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// CPU seconds (user + system) and peak RSS in MiB of a process, from /proc.
@@ -111,7 +101,7 @@ pub fn run(spec: BenchSpec) -> Result<()> {
             .collect(),
     })?;
     let exe = std::env::current_exe()?;
-    let spawn = |nodes: &mut Nodes| -> Result<()> {
+    let spawn = |nodes: &mut Children| -> Result<()> {
         for h in &homes {
             let log = std::fs::OpenOptions::new()
                 .create(true)
@@ -129,7 +119,7 @@ pub fn run(spec: BenchSpec) -> Result<()> {
         }
         Ok(())
     };
-    let mut nodes = Nodes(Vec::new());
+    let mut nodes = Children(Vec::new());
     spawn(&mut nodes)?;
     let rpcs: Vec<String> = (0..homes.len())
         .map(|k| format!("127.0.0.1:{}", spec.base_port as usize + 2 * k + 1))
@@ -152,7 +142,7 @@ pub fn run(spec: BenchSpec) -> Result<()> {
     eprintln!("empty blocks: {empty_bps:.1}/s with timeout_commit = 0");
     if spec.timeout_commit_ms > 0 {
         // Restart with the load's timeout_commit (the chain carries on from its data).
-        drop(std::mem::replace(&mut nodes, Nodes(Vec::new())));
+        drop(std::mem::replace(&mut nodes, Children(Vec::new())));
         for h in &homes {
             let path = h.config_file();
             let text = std::fs::read_to_string(&path)?.replace(

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 pub const LOCALNET_CHAIN_ID: &str = "basalt-localnet";
 
-struct Children(Vec<Child>);
+/// Child processes that are killed (and reaped) when this is dropped, so that no node
+/// outlives the command that started it, whatever path it leaves by.
+pub(crate) struct Children(pub(crate) Vec<Child>);
 
 impl Drop for Children {
     fn drop(&mut self) {
