@@ -9,6 +9,7 @@ pub mod chain;
 pub mod cli_tx;
 pub mod client;
 pub mod config;
+pub mod docker;
 pub mod evidence_pool;
 pub mod home;
 pub mod keys;

@@ -53,8 +53,9 @@ enum Command {
         /// Pause after each block, in milliseconds.
         #[arg(long)]
         timeout_commit_ms: Option<u64>,
-        /// Also write a docker-compose.yml (not available yet).
-        #[arg(long, hide = true)]
+        /// Wire the nodes for containers and write OUTPUT/docker-compose.yml (image
+        /// basalt:local, built by tests/e2e/run.sh).
+        #[arg(long)]
         docker: bool,
     },
     /// Run a node.
@@ -179,9 +180,6 @@ fn run(cli: Cli) -> Result<()> {
             timeout_commit_ms,
             docker,
         } => {
-            if docker {
-                bail!("--docker is not available yet");
-            }
             let spec = TestnetSpec {
                 validators,
                 full_nodes,
@@ -194,6 +192,10 @@ fn run(cli: Cli) -> Result<()> {
                 extra_accounts: Vec::new(),
             };
             let homes = testnet::testnet(&spec)?;
+            if docker {
+                basalt_node::docker::write(&output, &homes, base_port)?;
+                println!("wrote {}", output.join("docker-compose.yml").display());
+            }
             for (k, h) in homes.iter().enumerate() {
                 let role = if k < validators {
                     "validator"

@@ -216,3 +216,38 @@ fn testnet_wires_ports_peers_stakes_and_one_genesis() {
     ]);
     assert!(!wrong.status.success() && stderr(&wrong).contains("--stake"));
 }
+
+#[test]
+fn testnet_docker_writes_a_compose_file_and_container_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    let o = basalt(&[
+        "testnet",
+        "--validators",
+        "2",
+        "--full-nodes",
+        "1",
+        "--output",
+        out.to_str().unwrap(),
+        "--base-port",
+        "30000",
+        "--docker",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let compose = std::fs::read_to_string(out.join("docker-compose.yml")).unwrap();
+    for k in 0..3 {
+        assert!(compose.contains(&format!("  node{k}:\n")), "{compose}");
+        assert!(compose.contains(&format!("ipv4_address: 172.30.0.{}", 10 + k)));
+        assert!(compose.contains(&format!("\"127.0.0.1:{}:26657\"", 30001 + 2 * k)));
+        assert!(compose.contains(&format!("./node{k}:/home/basalt")));
+        let config =
+            std::fs::read_to_string(out.join(format!("node{k}/config/config.toml"))).unwrap();
+        assert!(config.contains(&format!("listen = \"172.30.0.{}:26656\"", 10 + k)));
+        assert!(config.contains("listen = \"0.0.0.0:26657\""));
+        let peers = (0..3)
+            .filter(|j| *j != k)
+            .all(|j| config.contains(&format!("\"172.30.0.{}:26656\"", 10 + j)));
+        assert!(peers, "{config}");
+    }
+    assert!(compose.contains("subnet: 172.30.0.0/24"));
+}
