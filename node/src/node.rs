@@ -11,7 +11,7 @@ use crate::wal::Wal;
 use crate::wal_record::{kind_code, kind_of, WalRecord};
 use crate::wire::{self, ConsensusMsg, SyncRequest, SyncResponse, TxBatch, MAX_BLOCKS_PER_REPLY};
 use anyhow::{Context, Result};
-use basalt_consensus::{ConsensusError, Engine, EngineConfig, Input, Output, TimeoutConfig};
+use basalt_consensus::{Engine, EngineConfig, Input, Output, TimeoutConfig};
 use basalt_p2p::{Event as NetEvent, P2pHandle, PeerId, Topic, Verdict};
 use basalt_rpc::RpcError;
 use basalt_staking::ValidatorSet;
@@ -355,7 +355,8 @@ impl Node {
     }
 
     /// The WAL record for an input from elsewhere (own signed messages are written, durably,
-    /// when they are signed).
+    /// when they are signed). Late votes of the previous height only feed equivocation
+    /// detection and are not recorded.
     fn wal_record(&self, input: &Input) -> Option<WalRecord> {
         match input {
             Input::Proposal(p) if Some(p.proposal.proposer) != self.me => {
@@ -365,7 +366,11 @@ impl Node {
                     block: Box::new(block),
                 })
             }
-            Input::Vote(v) if Some(v.vote.validator) != self.me => Some(WalRecord::Vote(v.clone())),
+            Input::Vote(v)
+                if Some(v.vote.validator) != self.me && v.vote.height == self.engine.height() =>
+            {
+                Some(WalRecord::Vote(v.clone()))
+            }
             Input::TimeoutElapsed {
                 height,
                 round,
@@ -897,25 +902,9 @@ impl Node {
                 });
                 self.drain(work)
             }
-            ConsensusMsg::Vote(v) => match self.engine.handle(Input::Vote(v.clone())) {
-                Ok(outputs) => {
-                    if Some(v.vote.validator) != self.me && height == self.engine.height().0 {
-                        self.wal.append(&WalRecord::Vote(v), false)?;
-                    }
-                    let mut work = VecDeque::new();
-                    for o in outputs {
-                        self.execute(o, &mut work)?;
-                    }
-                    self.drain(work)
-                }
-                Err(ConsensusError::FutureHeight { .. }) => {
-                    if self.future.len() < MAX_FUTURE {
-                        self.future.push(ConsensusMsg::Vote(v));
-                    }
-                    Ok(())
-                }
-                Err(_) => Ok(()),
-            },
+            // Votes for later heights were buffered above; anything else the engine refuses
+            // (old heights, duplicates) changes nothing.
+            ConsensusMsg::Vote(v) => self.feed(Input::Vote(v)),
         }
     }
 
@@ -929,11 +918,7 @@ impl Node {
             // Malformed, oversized, wrong chain or bad signature: no honest node sends these.
             any_bad |= matches!(r.code, 1..=4);
         }
-        if self.waiting_start.is_some() && !self.mempool.is_empty() {
-            if let Some(h) = self.waiting_start {
-                let _ = self.internal.send(Internal::StartHeight(h));
-            }
-        }
+        self.wake_waiting_height();
         if any_bad {
             Verdict::Reject
         } else {
@@ -992,11 +977,17 @@ impl Node {
         let (r, hash) = self.mempool.add(&self.chain.runtime, tx.clone());
         if r.is_ok() {
             self.tx_outbox.push(tx);
-            if let Some(h) = self.waiting_start {
-                let _ = self.internal.send(Internal::StartHeight(h));
-            }
+            self.wake_waiting_height();
         }
         (r, hash)
+    }
+
+    /// A height held back for want of transactions (`create_empty_blocks = false`) starts
+    /// once the mempool has some.
+    fn wake_waiting_height(&self) {
+        if let Some(h) = self.waiting_start.filter(|_| !self.mempool.is_empty()) {
+            let _ = self.internal.send(Internal::StartHeight(h));
+        }
     }
 
     fn flush_txs(&mut self) {
