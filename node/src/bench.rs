@@ -41,7 +41,7 @@ fn sender_key(i: usize) -> PrivateKey {
 }
 
 /// CPU seconds (user + system) and peak RSS in MiB of a process, from /proc.
-fn usage(pid: u32) -> (f64, f64) {
+pub(crate) fn usage(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(')')

@@ -20,9 +20,11 @@ pub mod metrics;
 #[cfg(feature = "byzantine")]
 pub mod misbehave;
 pub mod node;
+pub mod sigcheck;
 pub mod signer;
 pub mod start;
 pub mod store;
+pub mod sync_bench;
 pub mod testnet;
 pub mod wal;
 pub mod wal_record;

@@ -115,6 +115,21 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         timeout_commit_ms: u64,
     },
+    /// Measure block sync: a fresh full node catches up with a generated chain (prints
+    /// blocks/s).
+    BenchSync {
+        /// Length of the chain to sync.
+        #[arg(long, default_value_t = 10_000)]
+        blocks: u64,
+        /// Signed transfers in every block.
+        #[arg(long, default_value_t = 100)]
+        txs: usize,
+        /// Also write the figures as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long, default_value_t = 26950)]
+        base_port: u16,
+    },
     /// Manage account keys.
     Keys {
         #[command(subcommand)]
@@ -221,7 +236,11 @@ fn run(cli: Cli) -> Result<()> {
                 misbehave,
             };
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(basalt_node::start::start(&Home::new(&home), options))?;
+            let result = rt.block_on(basalt_node::start::start(&Home::new(&home), options));
+            // Everything durable is flushed by now; do not wait on connection tasks, so a
+            // SIGTERM stops the node within a second or two.
+            rt.shutdown_timeout(std::time::Duration::from_millis(300));
+            result?;
         }
         Command::Localnet {
             validators,
@@ -246,6 +265,17 @@ fn run(cli: Cli) -> Result<()> {
             json,
             base_port,
             timeout_commit_ms,
+        })?,
+        Command::BenchSync {
+            blocks,
+            txs,
+            json,
+            base_port,
+        } => basalt_node::sync_bench::run(basalt_node::sync_bench::SyncBenchSpec {
+            blocks,
+            txs_per_block: txs,
+            base_port,
+            json,
         })?,
         Command::Keys { action } => match action {
             KeysAction::Add { home, key } => {

@@ -238,6 +238,23 @@ impl Store {
         txs: &[TxRecord],
         set_after_next: &ValidatorSet,
     ) -> Result<(), StoreError> {
+        self.save_block_unflushed(block, commit, results, txs, set_after_next)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// [`Store::save_block`] without the flush: the batch is atomic, and sled writes are
+    /// prefix-consistent, so a crash loses a suffix of such blocks, never a middle one. For
+    /// blocks that can be fetched again (block sync, generated chains); call
+    /// [`Store::flush`] before anything is signed on top of them.
+    pub fn save_block_unflushed(
+        &self,
+        block: &Block,
+        commit: &Commit,
+        results: &BlockResults,
+        txs: &[TxRecord],
+        set_after_next: &ValidatorSet,
+    ) -> Result<(), StoreError> {
         let h = block.header.height.0;
         let mut batch = sled::Batch::default();
         batch.insert(&key(VALSET, h + 2), enc(set_after_next));
@@ -252,6 +269,11 @@ impl Store {
             }
         }
         self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Writes everything to disk (graceful shutdown; blocks are flushed as they are saved).
+    pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
     }

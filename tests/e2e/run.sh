@@ -2,44 +2,87 @@
 # End-to-end: a Docker testnet (4 validators + 1 full node, one container each) under
 # SIGKILL-and-start, pause, network disconnect and restart of every node in turn, then a 2|2
 # partition of the validators, with transfers flowing. After each step the chain must
-# advance again (the partition must first halt it); at the end every node must hold the same
-# chain, every accepted transfer must be committed exactly once, and no honest validator may
-# have been accused of double-signing.
+# advance again (the partition must first halt it); at the end (tests/e2e/check.py) every
+# node must hold the same chain, every accepted transfer must be committed exactly once, and
+# no validator may have been accused of double-signing.
 #
-#   tests/e2e/run.sh [--quick]      exit 0 on success; prints a report
+#   tests/e2e/run.sh [--quick] [--static] [--broken]
 #
-# Not yet: crash storms with truncated WALs, a deliberately broken node to show the checks
-# fail, and CI wiring (see the issue "Faults on real hosts").
+#   --quick    perturb only validator 1 and the full node (not every node)
+#   --static   build a statically linked release binary for the image (slower to build;
+#              the default packs the debug build and the shared libraries it loads)
+#   --broken   a deliberately broken validator: node1 is built with the `byzantine` feature
+#              and double-prevotes from height 8; the run must FAIL, naming it
+#
+# Exit 0 on success, 1 with the reason on the first failed check; prints a report.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-QUICK=0
-[ "${1:-}" = "--quick" ] && QUICK=1
+QUICK=0 STATIC=0 BROKEN=0
+for a in "$@"; do
+    case $a in
+        --quick) QUICK=1 ;;
+        --static) STATIC=1 ;;
+        --broken) BROKEN=1 ;;
+        *) echo "usage: tests/e2e/run.sh [--quick] [--static] [--broken]"; exit 2 ;;
+    esac
+done
 BASE=${BASALT_E2E_BASE_PORT:-29100}
 PROJECT=basalt-e2e
-TARGET=x86_64-unknown-linux-gnu
-BIN=target/$TARGET/release/basalt
 
 say() { printf '[e2e %(%H:%M:%S)T] %s\n' -1 "$*"; }
 fail() { say "FAIL: $*"; exit 1; }
+for tool in docker docker-compose curl python3 nsenter iptables; do
+    command -v $tool >/dev/null || fail "$tool is required"
+done
 
-say "building a static basalt"
-RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --release --target $TARGET -p basalt-node
+features=()
+[ $BROKEN = 1 ] && features=(--features byzantine)
+if [ $STATIC = 1 ]; then
+    say "building a static release basalt"
+    TARGET=x86_64-unknown-linux-gnu
+    RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --release --target $TARGET -p basalt-node "${features[@]}"
+    BIN=target/$TARGET/release/basalt
+else
+    say "building basalt"
+    cargo build -q -p basalt-node --bin basalt "${features[@]}"
+    BIN=target/debug/basalt
+fi
 ctx=$(mktemp -d)
-cp "$BIN" tests/e2e/Dockerfile "$ctx/"
-docker build -q -t basalt:local "$ctx" >/dev/null
+mkdir -p "$ctx/rootfs"
+cp "$BIN" "$ctx/rootfs/basalt"
+# The shared libraries the binary loads (none for a static build), at their own paths.
+for lib in $(ldd "$BIN" 2>/dev/null | grep -o '/[^ ]*' || true); do
+    mkdir -p "$ctx/rootfs$(dirname "$lib")"
+    cp -L "$lib" "$ctx/rootfs$lib"
+done
+cp tests/e2e/Dockerfile "$ctx/"
+docker build -q -t basalt:local "$ctx" >/dev/null || fail "docker build"
 rm -rf "$ctx"
 
 work=$(mktemp -d)
 net=$work/net
 "$BIN" testnet --validators 4 --full-nodes 1 --output "$net" --base-port "$BASE" --docker \
     --chain-id basalt-e2e --timeout-propose-ms 1000 --timeout-commit-ms 200 >/dev/null
+if [ $BROKEN = 1 ]; then
+    python3 - "$net/docker-compose.yml" <<'PY'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+old = 'container_name: basalt-node1\n    command: ["start", "--home", "/home/basalt"]'
+assert old in s
+open(p, "w").write(s.replace(old, old[:-1] + ', "--misbehave", "double-prevote@8"]'))
+PY
+    say "node1 is broken: it double-prevotes from height 8"
+fi
 compose() { (cd "$net" && docker-compose -p $PROJECT "$@"); }
 cleanup() {
+    touch "$work/stop"
     compose logs --no-color > "$work/logs.txt" 2>&1 || true
     compose down -v >/dev/null 2>&1 || true
-    say "logs kept in $work/logs.txt"
+    say "node logs kept in $work/logs.txt"
 }
 trap cleanup EXIT
+compose down -v >/dev/null 2>&1 || true
 compose up -d >/dev/null 2>&1 || fail "docker-compose up"
 
 rpc() { echo "127.0.0.1:$((BASE + 2 * $1 + 1))"; }
@@ -47,18 +90,24 @@ height() {
     curl -s -m 2 "$(rpc "$1")/status" 2>/dev/null |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["sync_info"]["latest_block_height"])' 2>/dev/null || echo 0
 }
-block_hash() {
-    curl -s -m 5 "$(rpc "$1")/block?height=$2" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["block_id"]["hash"])'
+# The highest height any node but $1 reports.
+others_tip() {
+    local k best=0 h
+    for k in 0 1 2 3 4; do
+        [ "$k" = "$1" ] && continue
+        h=$(height "$k")
+        [ "$h" -gt "$best" ] && best=$h
+    done
+    echo "$best"
 }
-# Waits until node $1 is 3 blocks past where node 0 was (node 0's height read when called);
-# prints the seconds it took.
+# Waits until node $1 is 3 blocks past the other nodes' tip as it was when called, that is
+# until the chain advanced again and node $1 follows it; prints the seconds it took.
 recovered() {
     local k=$1 start target
     start=$(date +%s.%N)
-    target=$(( $(height 0) + 3 ))
+    target=$(( $(others_tip "$k") + 3 ))
     for _ in $(seq 1 600); do
-        [ "$(height "$k")" -ge "$target" ] && { echo "$(python3 -c "print(round($(date +%s.%N) - $start, 1))")"; return 0; }
+        [ "$(height "$k")" -ge "$target" ] && { python3 -c "print(round($(date +%s.%N) - $start, 1))"; return 0; }
         sleep 0.1
     done
     return 1
@@ -69,16 +118,21 @@ for k in 0 1 2 3 4; do
 done
 say "network up at height $(height 0)"
 
-# Transfers in the background: node k's account sends to node (k+1)'s, through node k.
-senders=$work/sent
-mkdir -p "$senders"
+# Transfers in the background: account k sends to account k+1 through a node that is not
+# being perturbed (a transfer accepted by a node that then dies may die with its mempool,
+# as in CometBFT; the checks want every accepted transfer committed).
+echo none > "$work/victim"
+accepted=$work/accepted
+touch "$accepted"
 (
     i=0
     while [ ! -f "$work/stop" ]; do
         k=$((i % 4))
+        via=$k
+        [ "$(cat "$work/victim")" = "$via" ] && via=$(( (k + 1) % 5 ))
         to=$("$BIN" keys show --home "$net/node$(((k + 1) % 4))")
-        if h=$("$BIN" tx transfer --to "$to" --amount 1 --home "$net/node$k" --node "$(rpc $k)" 2>/dev/null); then
-            echo "$h" >> "$senders/accepted"
+        if h=$("$BIN" tx transfer --to "$to" --amount 1 --home "$net/node$k" --node "$(rpc $via)" 2>/dev/null); then
+            echo "$h" >> "$accepted"
         fi
         i=$((i + 1))
         sleep 0.2
@@ -90,30 +144,36 @@ report=()
 step() {
     local what=$1 k=$2 t
     t=$(recovered "$k") || fail "$what of node$k: the chain did not advance within 60 s"
-    report+=("$(printf '%-32s recovered in %5ss' "$what node$k" "$t")")
+    report+=("$(printf '%-28s recovered in %5ss' "$what node$k" "$t")")
     say "$what node$k: recovered in ${t}s"
+    echo none > "$work/victim"
 }
+victim() { echo "$1" > "$work/victim"; sleep 0.5; }
 nodes="0 1 2 3 4"
 [ $QUICK = 1 ] && nodes="1 4"
 for k in $nodes; do
+    victim "$k"
     docker kill -s KILL basalt-node$k >/dev/null
     sleep 2
     docker start basalt-node$k >/dev/null
     step "SIGKILL and start" "$k"
 done
 for k in $nodes; do
+    victim "$k"
     docker pause basalt-node$k >/dev/null
     sleep 3
     docker unpause basalt-node$k >/dev/null
     step "pause and unpause" "$k"
 done
 for k in $nodes; do
+    victim "$k"
     docker network disconnect ${PROJECT}_basalt basalt-node$k
     sleep 3
     docker network connect --ip "172.30.0.$((10 + k))" ${PROJECT}_basalt basalt-node$k
     step "disconnect and reconnect" "$k"
 done
 for k in $nodes; do
+    victim "$k"
     docker restart -t 5 basalt-node$k >/dev/null
     step "restart" "$k"
 done
@@ -132,6 +192,7 @@ partition() {
         done
     done
 }
+victim 2
 partition -A
 sleep 4
 halted=$(height 0)
@@ -140,34 +201,22 @@ sleep 6
 [ "$(height 2)" -le $((halted + 1)) ] || fail "side B kept going alone"
 say "partitioned 2|2: halted at height $halted"
 partition -D
-step "heal 2|2 partition, check" 2
-step "heal 2|2 partition, check" 0
+step "heal 2|2 partition" 2
+step "heal 2|2 partition" 0
 
 touch "$work/stop"
 wait "$sender" || true
-sleep 3
-tip=$(height 0)
-say "final checks at height $tip"
-for k in 1 2 3 4; do
-    recovered "$k" >/dev/null || fail "node$k does not follow"
+say "transfers stopped; waiting for the mempools to drain"
+sleep 5
+for k in 0 1 2 3 4; do
+    recovered "$k" >/dev/null || fail "node$k does not follow the chain"
 done
-for h in $(seq 1 "$tip"); do
-    want=$(block_hash 0 "$h")
-    for k in 1 2 3 4; do
-        [ "$(block_hash "$k" "$h")" = "$want" ] || fail "node$k differs from node0 at height $h"
-    done
-done
-accepted=$(sort -u "$senders/accepted" | wc -l)
-for hash in $(sort -u "$senders/accepted"); do
-    code=$(curl -s "$(rpc 0)/tx?hash=0x$hash" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r.get("result",{}).get("tx_result",{}).get("code","missing"))')
-    [ "$code" = "0" ] || fail "accepted transfer $hash: $code"
-done
-count=$(curl -s "$(rpc 0)/tx_search?query=%22message.action%3D%27transfer%27%22&per_page=1" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["total_count"])')
-[ "$count" -ge "$accepted" ] || fail "tx_search counts $count transfers, $accepted were accepted"
-compose logs --no-color 2>/dev/null | grep -q "equivocation detected" && fail "an honest validator was accused of double-signing"
+say "final checks at height $(height 0)"
+nodes_rpc=()
+for k in 0 1 2 3 4; do nodes_rpc+=("$(rpc "$k")"); done
+python3 tests/e2e/check.py "${nodes_rpc[@]}" --accepted "$accepted" || fail "end checks (above)"
 
 echo
-echo "e2e report: $accepted transfers accepted and committed exactly once; same chain on 5 nodes up to $tip"
+echo "e2e report ($(wc -l < "$accepted") transfers accepted)"
 printf '  %s\n' "${report[@]}"
 say "PASS"

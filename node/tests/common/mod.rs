@@ -126,6 +126,29 @@ impl Net {
         }
     }
 
+    /// SIGTERM, then waits for the process to exit; returns how long it took and whether it
+    /// exited with status 0. Panics if it is still running after 10 s.
+    pub fn terminate(&mut self, k: usize) -> (Duration, bool) {
+        let mut c = self.procs[k].take().expect("node running");
+        let sent = Instant::now();
+        let ok = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -TERM node{k}");
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return (sent.elapsed(), status.success());
+            }
+            if sent.elapsed() > Duration::from_secs(10) {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("node{k} ignored SIGTERM for 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn pid(&self, k: usize) -> Option<u32> {
         self.procs[k].as_ref().map(|c| c.id())
     }

@@ -1,0 +1,249 @@
+//! `basalt bench-sync`: how fast a new full node catches up with a long chain.
+//!
+//! Builds a chain of `--blocks` blocks of `--txs` signed transfers each straight into a
+//! validator's block store (executed and committed like any block, with a real commit
+//! signature, but without waiting for consensus), starts that validator with empty blocks
+//! off so the target stays put, then starts a fresh full node that knows only the validator's
+//! address and times it from start to the last block. The full node verifies every commit and
+//! every transaction signature and re-executes everything, as a joining node must.
+
+use crate::chain::Chain;
+use crate::client::Client;
+use crate::home::Home;
+use crate::localnet::Children;
+use crate::start::load_genesis;
+use crate::store::Store;
+use crate::testnet::{self, TestnetSpec};
+use anyhow::{bail, Context, Result};
+use basalt_runtime::{Msg, TxBody};
+use basalt_types::{Address, CommitSig, Hash, PrivateKey, Round, Vote, VoteType};
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct SyncBenchSpec {
+    pub blocks: u64,
+    pub txs_per_block: usize,
+    pub base_port: u16,
+    pub json: Option<std::path::PathBuf>,
+}
+
+const CHAIN: &str = "basalt-sync-bench";
+
+fn sender_key(i: usize) -> PrivateKey {
+    PrivateKey::from_seed(Hash::digest(format!("sync-sender-{i}").as_bytes()).0)
+}
+
+fn height(c: &Client) -> Option<u64> {
+    c.call("status", json!({}))
+        .ok()
+        .and_then(|s| s["sync_info"]["latest_block_height"].as_str()?.parse().ok())
+}
+
+/// Signed transfers for block `height`: sender i's transaction with nonce height - 1.
+fn block_txs(keys: &[PrivateKey], height: u64) -> Vec<Vec<u8>> {
+    let sign = |k: &PrivateKey| {
+        TxBody {
+            chain_id: CHAIN.into(),
+            nonce: height - 1,
+            fee: 1,
+            msg: Msg::Transfer {
+                to: Address([0xBE; 20]),
+                amount: 1,
+            },
+        }
+        .sign(k)
+        .to_bytes()
+    };
+    // Signing dominates generation: both cores.
+    let (a, b) = keys.split_at(keys.len() / 2);
+    std::thread::scope(|s| {
+        let first = s.spawn(|| a.iter().map(sign).collect::<Vec<_>>());
+        let mut second: Vec<Vec<u8>> = b.iter().map(sign).collect();
+        let mut all = first.join().unwrap_or_default();
+        all.append(&mut second);
+        all
+    })
+}
+
+/// Appends `blocks` blocks to the single validator's store at `home`.
+fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<()> {
+    let genesis = load_genesis(home)?;
+    let store = Store::open(&home.data_dir().join("blockstore.db"))?;
+    store.check_chain(&genesis.chain_id, &genesis.hash())?;
+    let (mut chain, _) = Chain::load(genesis, &store)?;
+    let validator = crate::keys::load(&home.validator_key_file())?;
+    let me = validator.public_key().address();
+    let time = crate::node::now();
+    let started = Instant::now();
+    for h in 1..=blocks {
+        let block = chain.build_block(me, time, block_txs(keys, h), vec![]);
+        let vote = Vote {
+            vote_type: VoteType::Precommit,
+            height: block.header.height,
+            round: Round(0),
+            block_id: Some(block.id()),
+            validator: me,
+        }
+        .sign(CHAIN, &validator);
+        let commit = basalt_types::Commit {
+            height: block.header.height,
+            round: Round(0),
+            block_id: block.id(),
+            signatures: vec![CommitSig {
+                validator: me,
+                signature: vote.signature,
+            }],
+        };
+        let applied = chain
+            .execute(&block, commit.clone(), true)
+            .with_context(|| format!("executing generated block {h}"))?;
+        let failed = applied
+            .result
+            .tx_results
+            .iter()
+            .filter(|r| !r.is_ok())
+            .count();
+        if failed > 0 {
+            bail!("{failed} generated transfers failed at height {h}");
+        }
+        let results = chain.results_of(h, &applied.result);
+        store.save_block_unflushed(
+            &block,
+            &commit,
+            &results,
+            &applied.txs,
+            &chain.schedule.next,
+        )?;
+        if h.is_multiple_of(1000) || h == blocks {
+            eprintln!(
+                "generated {h}/{blocks} blocks ({:.0} blocks/s)",
+                h as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    store.flush()?;
+    Ok(())
+}
+
+pub fn run(spec: SyncBenchSpec) -> Result<()> {
+    if spec.blocks == 0 || spec.txs_per_block == 0 {
+        bail!("--blocks and --txs must be at least 1");
+    }
+    let dir = tempfile::tempdir().context("creating a work folder")?;
+    let keys: Vec<PrivateKey> = (0..spec.txs_per_block).map(sender_key).collect();
+    let homes = testnet::testnet(&TestnetSpec {
+        validators: 1,
+        full_nodes: 1,
+        output: dir.path(),
+        base_port: spec.base_port,
+        stakes: None,
+        chain_id: CHAIN,
+        timeout_propose_ms: Some(1000),
+        timeout_commit_ms: Some(1000),
+        extra_accounts: keys
+            .iter()
+            .map(|k| (k.public_key().address(), 1_000_000_000_000))
+            .collect(),
+    })?;
+    // The validator adds no blocks of its own while the full node syncs.
+    for h in &homes {
+        let path = h.config_file();
+        let text = std::fs::read_to_string(&path)?
+            .replace("create_empty_blocks = true", "create_empty_blocks = false");
+        std::fs::write(&path, text)?;
+    }
+    eprintln!(
+        "building a chain of {} blocks × {} transfers…",
+        spec.blocks, spec.txs_per_block
+    );
+    let gen_started = Instant::now();
+    generate(&homes[0], &keys, spec.blocks)?;
+    let generate_s = gen_started.elapsed().as_secs_f64();
+
+    let exe = std::env::current_exe()?;
+    let spawn = |h: &Home, filter: &str| -> Result<std::process::Child> {
+        let log = std::fs::File::create(h.root().join("node.log"))?;
+        Ok(Command::new(&exe)
+            .args(["start", "--home"])
+            .arg(h.root())
+            .env("RUST_LOG", filter)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?)
+    };
+    let rpc = |k: usize| format!("127.0.0.1:{}", spec.base_port as usize + 2 * k + 1);
+    let mut nodes = Children(Vec::new());
+    nodes.0.push(spawn(&homes[0], "warn")?);
+    let source = Client::new(&rpc(0));
+    let began = Instant::now();
+    while height(&source) != Some(spec.blocks) {
+        if began.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "the validator did not load its chain; see {}",
+                dir.path().display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "validator serving {} blocks (loaded in {:.1} s); starting a fresh full node…",
+        spec.blocks,
+        began.elapsed().as_secs_f64()
+    );
+    let sync_started = Instant::now();
+    nodes
+        .0
+        .push(spawn(&homes[1], "warn,basalt_node::node=info")?);
+    let syncer = Client::new(&rpc(1));
+    let mut last_print = Instant::now();
+    loop {
+        let h = height(&syncer).unwrap_or(0);
+        if h >= spec.blocks {
+            break;
+        }
+        if sync_started.elapsed() > Duration::from_secs(3600) {
+            bail!(
+                "the full node stalled at height {h}; see {}",
+                dir.path().display()
+            );
+        }
+        if last_print.elapsed() > Duration::from_secs(5) {
+            let secs = sync_started.elapsed().as_secs_f64();
+            eprintln!("  full node at {h}/{} after {secs:.0} s", spec.blocks);
+            last_print = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secs = sync_started.elapsed().as_secs_f64();
+    let (cpu_s, rss_mb) = crate::bench::usage(nodes.0[1].id());
+    let progress: Vec<String> = std::fs::read_to_string(homes[1].root().join("node.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("block sync"))
+        .map(str::to_string)
+        .collect();
+    if let Some(last) = progress.last() {
+        eprintln!("the full node's last progress line:\n  {last}");
+    }
+    let report = json!({
+        "blocks": spec.blocks,
+        "txs_per_block": spec.txs_per_block,
+        "sync_s": secs,
+        "blocks_per_s": spec.blocks as f64 / secs,
+        "txs_per_s": (spec.blocks * spec.txs_per_block as u64) as f64 / secs,
+        "syncing_node_cpu_s": cpu_s,
+        "syncing_node_rss_mb": rss_mb,
+        "progress_lines": progress.len(),
+        "generate_s": generate_s,
+    });
+    println!("| figure | value |\n|---|---|");
+    for (k, v) in report.as_object().expect("an object") {
+        println!("| {k} | {v} |");
+    }
+    if let Some(path) = &spec.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
