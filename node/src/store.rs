@@ -8,6 +8,7 @@
 use basalt_staking::ValidatorSet;
 use basalt_types::{Block, Commit, Hash};
 use borsh::{BorshDeserialize, BorshSerialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 const BLOCK: u8 = b'B';
@@ -65,7 +66,8 @@ impl TxRecord {
     }
 }
 
-/// `I key 0 value 0 height index`: transactions by attribute, in chain order.
+/// `I key 0 value 0 height` → the hashes of that block's transactions with the attribute,
+/// in block order: transactions by attribute, in chain order.
 fn index_prefix(k: &str, v: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(k.len() + v.len() + 3);
     out.push(INDEX);
@@ -76,10 +78,9 @@ fn index_prefix(k: &str, v: &str) -> Vec<u8> {
     out
 }
 
-fn index_key(k: &str, v: &str, height: u64, index: u32) -> Vec<u8> {
+fn index_key(k: &str, v: &str, height: u64) -> Vec<u8> {
     let mut out = index_prefix(k, v);
     out.extend_from_slice(&height.to_be_bytes());
-    out.extend_from_slice(&index.to_be_bytes());
     out
 }
 
@@ -131,16 +132,33 @@ fn enc<T: BorshSerialize>(v: &T) -> Vec<u8> {
 }
 
 impl Store {
+    /// Opens (creating if needed) the store in `dir`. sled locks its files; a store dropped
+    /// a moment ago in this process keeps the lock until its flusher thread ends (up to
+    /// half a second), so a held lock is retried for 2 s before it is reported: then another
+    /// process is using this data directory.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        Ok(Store { db })
+        let started = std::time::Instant::now();
+        loop {
+            match sled::Config::new()
+                .path(dir)
+                .cache_capacity(64 * 1024 * 1024)
+                .open()
+            {
+                Ok(db) => return Ok(Store { db }),
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && started.elapsed() < std::time::Duration::from_secs(2) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(source) => {
+                    return Err(StoreError::Open {
+                        path: dir.display().to_string(),
+                        source,
+                    })
+                }
+            }
+        }
     }
 
     /// Binds the database to one chain on first use and refuses any other chain afterwards.
@@ -261,12 +279,26 @@ impl Store {
         batch.insert(&key(BLOCK, h), enc(block));
         batch.insert(&key(COMMIT, h), enc(commit));
         batch.insert(&key(RESULTS, h), enc(results));
+        // One index entry per (attribute, value) per block, listing the block's matching
+        // transactions: a block of transfers to one recipient writes one recipient key, not
+        // one per transfer (sled pays ~10 µs a key). `tx.hash` and `tx.height` need no
+        // entries: the transaction and block records answer them.
+        let mut index: BTreeMap<(String, String), Vec<u8>> = BTreeMap::new();
         for (tx, record) in block.txs.iter().zip(txs) {
             let hash = basalt_runtime::tx_hash(tx);
             batch.insert(prefixed(TX, hash.as_bytes()), enc(record));
             for (k, v) in record.attributes(&hash) {
-                batch.insert(index_key(&k, &v, h, record.index), hash.as_bytes().to_vec());
+                if k == "tx.hash" || k == "tx.height" {
+                    continue;
+                }
+                let hashes = index.entry((k, v)).or_default();
+                if !hashes.ends_with(hash.as_bytes()) {
+                    hashes.extend_from_slice(hash.as_bytes());
+                }
             }
+        }
+        for ((k, v), hashes) in index {
+            batch.insert(index_key(&k, &v, h), hashes);
         }
         self.db.apply_batch(batch)?;
         Ok(())
@@ -280,18 +312,41 @@ impl Store {
 
     /// Hashes of the transactions with attribute `k` equal to `v`, in chain order.
     pub fn txs_with(&self, k: &str, v: &str) -> Result<Vec<Hash>, StoreError> {
-        self.db
-            .scan_prefix(index_prefix(k, v))
-            .values()
-            .map(|r| {
-                let v = r?;
-                let bytes: [u8; 32] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                    key: "tx index".into(),
-                    reason: "hash is not 32 bytes".into(),
-                })?;
-                Ok(Hash(bytes))
-            })
-            .collect()
+        match k {
+            "tx.hash" => {
+                let Ok(Ok(bytes)) = hex::decode(v).map(<[u8; 32]>::try_from) else {
+                    return Ok(Vec::new());
+                };
+                let hash = Hash(bytes);
+                return Ok(self.tx(&hash)?.map(|_| hash).into_iter().collect());
+            }
+            "tx.height" => {
+                let Ok(height) = v.parse::<u64>() else {
+                    return Ok(Vec::new());
+                };
+                return Ok(self
+                    .block(height)?
+                    .map(|b| b.txs.iter().map(|t| basalt_runtime::tx_hash(t)).collect())
+                    .unwrap_or_default());
+            }
+            _ => {}
+        }
+        let mut out = Vec::new();
+        for r in self.db.scan_prefix(index_prefix(k, v)).values() {
+            let hashes = r?;
+            if !hashes.len().is_multiple_of(32) {
+                return Err(StoreError::Corrupt {
+                    key: format!("tx index {k}={v}"),
+                    reason: "not a list of 32-byte hashes".into(),
+                });
+            }
+            for c in hashes.chunks_exact(32) {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                out.push(Hash(h));
+            }
+        }
+        Ok(out)
     }
 
     /// Every indexed transaction (for queries with no equality condition), in chain order.
@@ -414,5 +469,73 @@ mod tests {
         assert_eq!(s.height_of(&BlockId(Hash::digest(b"x"))).unwrap(), None);
         let err = s.check_chain("other", &g).unwrap_err();
         assert!(err.to_string().contains("belongs to chain \"c\""), "{err}");
+    }
+
+    #[test]
+    fn the_index_groups_a_block_by_attribute_and_answers_hash_and_height_without_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let k = basalt_types::PrivateKey::from_seed([1; 32]).public_key();
+        let set = ValidatorSet::new(vec![basalt_staking::Validator::new(k, 1)]).unwrap();
+        let rec = |h: u64, i: u32, tx: &[u8], to: &str| TxRecord {
+            height: h,
+            index: i,
+            code: 0,
+            log: String::new(),
+            events: vec![(
+                "transfer".into(),
+                vec![
+                    ("recipient".into(), to.into()),
+                    ("amount".into(), "1".into()),
+                ],
+            )],
+            tx: tx.to_vec(),
+        };
+        let mut all = Vec::new();
+        for h in 1..=3u64 {
+            let mut b = block(h);
+            b.txs = (0..4u8).map(|i| vec![h as u8, i]).collect();
+            let to = |i: u8| if i % 2 == 0 { "A" } else { "B" };
+            let recs: Vec<TxRecord> = (0..4u8)
+                .map(|i| rec(h, u32::from(i), &b.txs[i as usize], to(i)))
+                .collect();
+            let c = Commit {
+                height: Height(h),
+                round: Round(0),
+                block_id: b.id(),
+                signatures: vec![],
+            };
+            let r = BlockResults {
+                height: h,
+                tx_codes: vec![0; 4],
+                app_hash: Hash::default(),
+                validator_updates: vec![],
+            };
+            s.save_block(&b, &c, &r, &recs, &set).unwrap();
+            all.extend(b.txs.iter().map(|t| basalt_runtime::tx_hash(t)));
+        }
+        // One key per (attribute, value, block): 3 blocks × (2 recipients + 1 amount).
+        assert_eq!(s.db.scan_prefix([INDEX]).count(), 9);
+        let to_a: Vec<Hash> = all.iter().copied().step_by(2).collect();
+        assert_eq!(
+            s.txs_with("transfer.recipient", "A").unwrap(),
+            to_a,
+            "chain order"
+        );
+        assert_eq!(s.txs_with("transfer.amount", "1").unwrap(), all);
+        assert!(s.txs_with("transfer.amount", "10").unwrap().is_empty());
+        assert_eq!(s.txs_with("tx.height", "2").unwrap(), all[4..8].to_vec());
+        assert!(s.txs_with("tx.height", "9").unwrap().is_empty());
+        let h = all[5];
+        assert_eq!(s.txs_with("tx.hash", &h.to_hex()).unwrap(), vec![h]);
+        assert_eq!(
+            s.txs_with("tx.hash", &h.to_hex().to_lowercase()).unwrap(),
+            vec![h]
+        );
+        assert!(s.txs_with("tx.hash", "00").unwrap().is_empty());
+        assert!(s
+            .txs_with("tx.hash", &Hash::digest(b"no").to_hex())
+            .unwrap()
+            .is_empty());
     }
 }
