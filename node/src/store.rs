@@ -495,7 +495,7 @@ mod tests {
         for h in 1..=3u64 {
             let mut b = block(h);
             b.txs = (0..4u8).map(|i| vec![h as u8, i]).collect();
-            let to = |i: u8| if i % 2 == 0 { "A" } else { "B" };
+            let to = |i: u8| if i.is_multiple_of(2) { "A" } else { "B" };
             let recs: Vec<TxRecord> = (0..4u8)
                 .map(|i| rec(h, u32::from(i), &b.txs[i as usize], to(i)))
                 .collect();
