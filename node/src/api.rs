@@ -46,6 +46,7 @@ impl Node {
         &mut self,
         method: &str,
         params: &Map<String, Value>,
+        verified_tx: Option<basalt_types::Hash>,
     ) -> Result<Value, RpcError> {
         match method {
             "health" => Ok(json!({})),
@@ -102,7 +103,7 @@ impl Node {
             })),
             "broadcast_tx_sync" | "broadcast_tx_async" => {
                 let tx = required(param_bytes(params, "tx")?, "tx")?;
-                let (r, hash) = self.submit_tx(tx);
+                let (r, hash) = self.submit_tx(tx, verified_tx);
                 Ok(
                     json!({"code": r.code, "data": "", "log": r.log, "codespace": "", "hash": hash.to_hex()}),
                 )

@@ -95,7 +95,14 @@ impl Mempool {
     }
 
     /// `check_tx` and, when it passes, admission. Returns the result and the hash.
-    pub fn add(&mut self, runtime: &Runtime, bytes: Vec<u8>) -> (TxResult, Hash) {
+    /// `sig_checked`: this node has verified the signature already (in a batch, or on an RPC
+    /// worker thread); everything else is checked here.
+    pub fn add(
+        &mut self,
+        runtime: &Runtime,
+        bytes: Vec<u8>,
+        sig_checked: bool,
+    ) -> (TxResult, Hash) {
         let hash = tx_hash(&bytes);
         if self.seen.contains(&hash) {
             return (refusal(CODE_DUPLICATE, MempoolError::Duplicate), hash);
@@ -113,7 +120,11 @@ impl Mempool {
         };
         let sender = tx.sender();
         let expected = self.next_nonce(runtime, &sender);
-        let result = runtime.check_tx_with_nonce(&bytes, Some(expected));
+        let result = if sig_checked {
+            runtime.recheck_tx(&bytes, expected)
+        } else {
+            runtime.check_tx_with_nonce(&bytes, Some(expected))
+        };
         if !result.is_ok() {
             return (result, hash);
         }

@@ -31,6 +31,9 @@ pub struct ApiCall {
     pub method: String,
     pub params: Map<String, Value>,
     pub reply: oneshot::Sender<Result<Value, RpcError>>,
+    /// Hash of the `tx` parameter when the RPC task already verified its signature (off
+    /// the event loop, on the server's worker threads).
+    pub verified_tx: Option<basalt_types::Hash>,
 }
 
 pub(crate) enum Internal {
@@ -210,7 +213,7 @@ impl Node {
                     if call.method == "broadcast_tx_commit" {
                         node.broadcast_tx_commit(call);
                     } else {
-                        let result = node.api(&call.method, &call.params);
+                        let result = node.api(&call.method, &call.params, call.verified_tx);
                         let _ = call.reply.send(result);
                     }
                 }
@@ -718,7 +721,7 @@ impl Node {
                 return;
             }
         };
-        let (r, hash) = self.submit_tx(tx);
+        let (r, hash) = self.submit_tx(tx, call.verified_tx);
         let check_tx = crate::api::check_tx_json(&r);
         if !r.is_ok() {
             let _ = call.reply.send(Ok(serde_json::json!({"check_tx": check_tx,
@@ -929,8 +932,11 @@ impl Node {
             return Verdict::Reject;
         };
         let mut any_bad = false;
+        // The batch's signatures at once (batched, over the cores); only a batch holding a
+        // bad one is checked transaction by transaction.
+        let checked = crate::sigcheck::all_valid(&txs);
         for tx in txs {
-            let (r, _) = self.mempool.add(&self.chain.runtime, tx);
+            let (r, _) = self.mempool.add(&self.chain.runtime, tx, checked);
             // Malformed, oversized, wrong chain or bad signature: no honest node sends these.
             any_bad |= matches!(r.code, 1..=4);
         }
@@ -986,11 +992,15 @@ impl Node {
     }
 
     /// Admits a transaction submitted through RPC and queues it for gossip.
+    /// Admits a transaction from a client; `verified`: the hash whose signature the RPC task
+    /// already checked (anything else is checked here).
     pub(crate) fn submit_tx(
         &mut self,
         tx: Vec<u8>,
+        verified: Option<basalt_types::Hash>,
     ) -> (basalt_runtime::TxResult, basalt_types::Hash) {
-        let (r, hash) = self.mempool.add(&self.chain.runtime, tx.clone());
+        let checked = verified.is_some_and(|h| h == basalt_runtime::tx_hash(&tx));
+        let (r, hash) = self.mempool.add(&self.chain.runtime, tx.clone(), checked);
         if r.is_ok() {
             self.tx_outbox.push(tx);
             self.wake_waiting_height();

@@ -45,11 +45,23 @@ impl Backend for NodeBackend {
 
     async fn call(&self, method: String, params: Map<String, Value>) -> Result<Value, RpcError> {
         let (reply, rx) = oneshot::channel();
+        // Signature checks cost the most per transaction: do them here, on the server's
+        // worker threads, so the node task only checks state.
+        let verified_tx = if method.starts_with("broadcast_tx_") {
+            basalt_rpc::param_bytes(&params, "tx")
+                .ok()
+                .flatten()
+                .filter(|tx| crate::sigcheck::all_valid(std::slice::from_ref(tx)))
+                .map(|tx| basalt_runtime::tx_hash(&tx))
+        } else {
+            None
+        };
         self.calls
             .send(ApiCall {
                 method,
                 params,
                 reply,
+                verified_tx,
             })
             .await
             .map_err(|_| RpcError::internal("the node is shutting down"))?;

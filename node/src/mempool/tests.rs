@@ -49,17 +49,17 @@ fn back_to_back_nonces_are_admitted_and_reaped_in_order() {
     let sender = key(1).public_key().address();
     assert_eq!(m.next_nonce(&rt, &sender), 0);
     for n in 0..3 {
-        let (r, _) = m.add(&rt, transfer(1, n, 5));
+        let (r, _) = m.add(&rt, transfer(1, n, 5), false);
         assert_eq!(r.code, 0, "{}", r.log);
     }
     assert_eq!(m.next_nonce(&rt, &sender), 3);
     // A gap and a replay are refused by check_tx.
-    assert_ne!(m.add(&rt, transfer(1, 7, 5)).0.code, 0);
-    assert_ne!(m.add(&rt, transfer(1, 1, 6)).0.code, 0);
+    assert_ne!(m.add(&rt, transfer(1, 7, 5), false).0.code, 0);
+    assert_ne!(m.add(&rt, transfer(1, 1, 6), false).0.code, 0);
     // The same bytes twice: a duplicate.
-    let (dup, _) = m.add(&rt, transfer(1, 2, 5));
+    let (dup, _) = m.add(&rt, transfer(1, 2, 5), false);
     assert_eq!(dup.code, CODE_DUPLICATE);
-    m.add(&rt, transfer(2, 0, 5));
+    m.add(&rt, transfer(2, 0, 5), false);
     let reaped = m.reap(10, 1 << 20);
     assert_eq!(reaped.len(), 4);
     let nonces: Vec<u64> = reaped
@@ -78,12 +78,12 @@ fn back_to_back_nonces_are_admitted_and_reaped_in_order() {
 fn bounded_by_count_and_bytes() {
     let rt = runtime();
     let mut m = Mempool::new(2, 1 << 20);
-    assert_eq!(m.add(&rt, transfer(1, 0, 1)).0.code, 0);
-    assert_eq!(m.add(&rt, transfer(2, 0, 1)).0.code, 0);
-    assert_eq!(m.add(&rt, transfer(3, 0, 1)).0.code, CODE_FULL);
+    assert_eq!(m.add(&rt, transfer(1, 0, 1), false).0.code, 0);
+    assert_eq!(m.add(&rt, transfer(2, 0, 1), false).0.code, 0);
+    assert_eq!(m.add(&rt, transfer(3, 0, 1), false).0.code, CODE_FULL);
     let tx = transfer(1, 1, 1);
     let mut small = Mempool::new(100, tx.len() - 1);
-    assert_eq!(small.add(&rt, tx).0.code, CODE_FULL);
+    assert_eq!(small.add(&rt, tx, false).0.code, CODE_FULL);
     assert_eq!(small.size_bytes(), 0);
 }
 
@@ -97,7 +97,7 @@ fn committed_txs_leave_and_the_rest_is_rechecked() {
     let b0 = transfer(2, 0, 5);
     let b1 = transfer(2, 1, 999_000);
     for t in [&a0, &a1, &b0, &b1] {
-        assert_eq!(m.add(&rt, t.clone()).0.code, 0);
+        assert_eq!(m.add(&rt, t.clone(), false).0.code, 0);
     }
     // A block from elsewhere commits a0 and a conflicting spend of sender 2 with nonce 0.
     let other_b0 = transfer(2, 0, 900_000);
@@ -112,5 +112,36 @@ fn committed_txs_leave_and_the_rest_is_rechecked() {
     assert_eq!(m.len(), 1);
     assert_eq!(m.reap(10, 1 << 20), vec![a1]);
     // A committed transaction is remembered and not admitted again.
-    assert_eq!(m.add(&rt, a0).0.code, CODE_DUPLICATE);
+    assert_eq!(m.add(&rt, a0, false).0.code, CODE_DUPLICATE);
+}
+
+#[test]
+fn a_checked_signature_skips_only_the_signature_check() {
+    let rt = runtime();
+    let mut m = Mempool::new(100, 1 << 20);
+    let good = transfer(1, 0, 5);
+    let mut forged = transfer(2, 0, 5);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    // Unchecked, the forged signature is refused; the caller's verdict is what lets it by,
+    // which is why only this node's own verification may set it.
+    assert_ne!(m.add(&rt, forged.clone(), false).0.code, 0);
+    assert!(crate::sigcheck::all_valid(std::slice::from_ref(&good)));
+    assert!(!crate::sigcheck::all_valid(std::slice::from_ref(&forged)));
+    assert_eq!(m.add(&rt, good, true).0.code, 0);
+    // Everything else is still checked: a wrong nonce, a wrong chain.
+    assert_ne!(m.add(&rt, transfer(3, 4, 5), true).0.code, 0);
+    let other_chain = TxBody {
+        chain_id: "other".into(),
+        nonce: 0,
+        fee: 10,
+        msg: Msg::Transfer {
+            to: key(9).public_key().address(),
+            amount: 5,
+        },
+    }
+    .sign(&key(3))
+    .to_bytes();
+    assert_ne!(m.add(&rt, other_chain, true).0.code, 0);
+    assert_eq!(m.len(), 1);
 }
