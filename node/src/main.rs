@@ -1,6 +1,9 @@
 //! `basalt`: the node's command line (DESIGN.md §5): init, testnet, start, localnet, keys,
 //! tx and query.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{bail, Context, Result};
 use basalt_node::home::Home;
 use basalt_node::keys;
