@@ -72,7 +72,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-fn height(c: &Client) -> u64 {
+/// The node's latest height (0 while it does not answer).
+pub(crate) fn height(c: &Client) -> u64 {
     c.call("status", json!({}))
         .ok()
         .and_then(|s| s["sync_info"]["latest_block_height"].as_str()?.parse().ok())

@@ -22,6 +22,13 @@ struct Load {
 }
 
 impl Load {
+    fn new() -> Load {
+        Load {
+            sent: Vec::new(),
+            nonces: [0; 4],
+        }
+    }
+
     /// One transfer from each account, each through node `via`.
     fn send(&mut self, net: &Net, via: usize) {
         let to = net.account_key(0).public_key().address();
@@ -53,6 +60,14 @@ impl Load {
     }
 }
 
+/// Four validators on `base_port`, past height 2, and no transfers sent yet.
+fn running(base_port: u16) -> (Net, Load) {
+    let mut net = Net::new(4, 0, base_port);
+    net.start_all();
+    net.wait_height(0, 2, MINUTE);
+    (net, Load::new())
+}
+
 /// The highest height any running node but `k` reports.
 fn tip_without(net: &Net, k: usize) -> u64 {
     (0..4)
@@ -82,13 +97,7 @@ fn twenty_sigkills_of_random_validators_at_random_moments_lose_nothing() {
         .unwrap_or(7);
     eprintln!("crash storm seed {seed} (replay: BASALT_STORM_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut net = Net::new(4, 0, 27950);
-    net.start_all();
-    net.wait_height(0, 2, MINUTE);
-    let mut load = Load {
-        sent: Vec::new(),
-        nonces: [0; 4],
-    };
+    let (mut net, mut load) = running(27950);
     for round in 0..20 {
         let victim = rng.gen_range(0..4usize);
         let via = (victim + rng.gen_range(1..4usize)) % 4;
@@ -126,13 +135,7 @@ fn truncate_tail(path: &std::path::Path, cut: u64) -> u64 {
 
 #[test]
 fn a_torn_wal_tail_or_store_tail_is_recovered_without_double_signing() {
-    let mut net = Net::new(4, 0, 28000);
-    net.start_all();
-    net.wait_height(0, 3, MINUTE);
-    let mut load = Load {
-        sent: Vec::new(),
-        nonces: [0; 4],
-    };
+    let (mut net, mut load) = running(28000);
     let wal = net.home(1).join("data/cs.wal");
     let mut torn = 0;
     for cut in [1u64, 7, 40, 150, 1000] {
@@ -217,13 +220,7 @@ fn a_torn_wal_tail_or_store_tail_is_recovered_without_double_signing() {
 
 #[test]
 fn sigterm_flushes_and_exits_within_two_seconds_and_loses_nothing() {
-    let mut net = Net::new(4, 0, 28050);
-    net.start_all();
-    net.wait_height(0, 3, MINUTE);
-    let mut load = Load {
-        sent: Vec::new(),
-        nonces: [0; 4],
-    };
+    let (mut net, mut load) = running(28050);
     for k in 0..4 {
         load.send(&net, 2);
         load.wait_all_on(&net, k);
