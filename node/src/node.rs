@@ -991,9 +991,8 @@ impl Node {
         }
     }
 
-    /// Admits a transaction submitted through RPC and queues it for gossip.
-    /// Admits a transaction from a client; `verified`: the hash whose signature the RPC task
-    /// already checked (anything else is checked here).
+    /// Admits a transaction from a client and queues it for gossip; `verified`: the hash
+    /// whose signature the RPC task already checked (anything else is checked here).
     pub(crate) fn submit_tx(
         &mut self,
         tx: Vec<u8>,
