@@ -80,6 +80,37 @@ pub(crate) fn height(c: &Client) -> u64 {
         .unwrap_or(0)
 }
 
+/// Waits until the node behind `c` reports `target`. Fails at once with the node's log when
+/// one of `nodes` (node k's home is `dir/node<k>`) exits, and after `within` saying `what`
+/// did not happen.
+pub(crate) fn wait_height(
+    c: &Client,
+    target: u64,
+    within: Duration,
+    nodes: &mut Children,
+    dir: &std::path::Path,
+    what: &str,
+) -> Result<()> {
+    let began = Instant::now();
+    while height(c) < target {
+        for (k, child) in nodes.0.iter_mut().enumerate() {
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(dir.join(format!("node{k}/node.log")))
+                    .unwrap_or_default();
+                bail!("node{k} exited ({status}):\n{log}");
+            }
+        }
+        if began.elapsed() > within {
+            bail!(
+                "{what} within {within:?}; see the logs in {}",
+                dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 pub fn run(spec: BenchSpec) -> Result<()> {
     if spec.validators == 0 || spec.accounts == 0 {
         bail!("--validators and --accounts must be at least 1");
@@ -126,16 +157,15 @@ pub fn run(spec: BenchSpec) -> Result<()> {
         .map(|k| format!("127.0.0.1:{}", spec.base_port as usize + 2 * k + 1))
         .collect();
     let watch = Client::new(&rpcs[0]);
-    let start = Instant::now();
-    while height(&watch) < 2 {
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!(
-                "the localnet did not start; see the logs in {}",
-                dir.path().display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let minute = Duration::from_secs(60);
+    wait_height(
+        &watch,
+        2,
+        minute,
+        &mut nodes,
+        dir.path(),
+        "the localnet did not start",
+    )?;
     // Empty blocks per second with timeout_commit = 0.
     let (h0, t0) = (height(&watch), Instant::now());
     std::thread::sleep(Duration::from_secs(5));
@@ -154,16 +184,8 @@ pub fn run(spec: BenchSpec) -> Result<()> {
         }
         spawn(&mut nodes)?;
         let h = height(&watch);
-        let began = Instant::now();
-        while height(&watch) < h + 2 {
-            if began.elapsed() > Duration::from_secs(60) {
-                bail!(
-                    "the localnet did not restart; see the logs in {}",
-                    dir.path().display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let what = "the localnet did not restart";
+        wait_height(&watch, h + 2, minute, &mut nodes, dir.path(), what)?;
     }
     eprintln!(
         "sending for {:?} (timeout_commit {} ms)…",

@@ -77,6 +77,13 @@ pub struct Applied {
     pub txs: Vec<TxRecord>,
 }
 
+impl Applied {
+    /// Transactions of the block that executed with an error code.
+    pub fn failed_txs(&self) -> usize {
+        self.result.tx_results.iter().filter(|r| !r.is_ok()).count()
+    }
+}
+
 impl Chain {
     /// The chain at genesis, then every stored block re-executed in order (their commits were
     /// verified when they were stored). Returns the chain and the number of replayed blocks.

@@ -588,12 +588,7 @@ impl Node {
             .map_or(0, |t| now.duration_since(t).as_millis() as u64);
         self.last_commit_at = Some(now);
         self.last_progress = now;
-        let failed = applied
-            .result
-            .tx_results
-            .iter()
-            .filter(|r| !r.is_ok())
-            .count();
+        let failed = applied.failed_txs();
         self.after_commit(&block, &applied, interval_ms);
         tracing::info!(
             height,

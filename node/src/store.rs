@@ -414,6 +414,27 @@ mod tests {
         }
     }
 
+    /// Saves `b` with an empty commit, all-ok results and `recs`, scheduling a one-validator
+    /// set.
+    fn save(s: &Store, b: &Block, recs: &[TxRecord]) {
+        let h = b.header.height;
+        let c = Commit {
+            height: h,
+            round: Round(0),
+            block_id: b.id(),
+            signatures: vec![],
+        };
+        let r = BlockResults {
+            height: h.0,
+            tx_codes: vec![0; recs.len()],
+            app_hash: Hash::default(),
+            validator_updates: vec![],
+        };
+        let k = basalt_types::PrivateKey::from_seed([1; 32]).public_key();
+        let set = ValidatorSet::new(vec![basalt_staking::Validator::new(k, 1)]).unwrap();
+        s.save_block(b, &c, &r, recs, &set).unwrap();
+    }
+
     #[test]
     fn blocks_survive_a_reopen_and_the_chain_is_bound_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -424,18 +445,6 @@ mod tests {
             assert_eq!(s.last_height().unwrap(), None);
             for h in [1u64, 2, 300] {
                 let b = block(h);
-                let c = Commit {
-                    height: Height(h),
-                    round: Round(0),
-                    block_id: b.id(),
-                    signatures: vec![],
-                };
-                let r = BlockResults {
-                    height: h,
-                    tx_codes: vec![0],
-                    app_hash: Hash::default(),
-                    validator_updates: vec![],
-                };
                 let t = TxRecord {
                     height: h,
                     index: 0,
@@ -444,9 +453,7 @@ mod tests {
                     events: vec![],
                     tx: b.txs[0].clone(),
                 };
-                let k = basalt_types::PrivateKey::from_seed([1; 32]).public_key();
-                let set = ValidatorSet::new(vec![basalt_staking::Validator::new(k, 1)]).unwrap();
-                s.save_block(&b, &c, &r, &[t], &set).unwrap();
+                save(&s, &b, &[t]);
             }
         }
         let s = Store::open(dir.path()).unwrap();
@@ -475,8 +482,6 @@ mod tests {
     fn the_index_groups_a_block_by_attribute_and_answers_hash_and_height_without_entries() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        let k = basalt_types::PrivateKey::from_seed([1; 32]).public_key();
-        let set = ValidatorSet::new(vec![basalt_staking::Validator::new(k, 1)]).unwrap();
         let rec = |h: u64, i: u32, tx: &[u8], to: &str| TxRecord {
             height: h,
             index: i,
@@ -499,19 +504,7 @@ mod tests {
             let recs: Vec<TxRecord> = (0..4u8)
                 .map(|i| rec(h, u32::from(i), &b.txs[i as usize], to(i)))
                 .collect();
-            let c = Commit {
-                height: Height(h),
-                round: Round(0),
-                block_id: b.id(),
-                signatures: vec![],
-            };
-            let r = BlockResults {
-                height: h,
-                tx_codes: vec![0; 4],
-                app_hash: Hash::default(),
-                validator_updates: vec![],
-            };
-            s.save_block(&b, &c, &r, &recs, &set).unwrap();
+            save(&s, &b, &recs);
             all.extend(b.txs.iter().map(|t| basalt_runtime::tx_hash(t)));
         }
         // One key per (attribute, value, block): 3 blocks × (2 recipients + 1 amount).

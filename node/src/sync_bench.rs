@@ -7,7 +7,7 @@
 //! address and times it from start to the last block. The full node verifies every commit and
 //! every transaction signature and re-executes everything, as a joining node must.
 
-use crate::bench::height;
+use crate::bench::{height, wait_height};
 use crate::chain::Chain;
 use crate::client::Client;
 use crate::home::Home;
@@ -99,12 +99,7 @@ fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<()> {
         let applied = chain
             .execute(&block, commit.clone(), true)
             .with_context(|| format!("executing generated block {h}"))?;
-        let failed = applied
-            .result
-            .tx_results
-            .iter()
-            .filter(|r| !r.is_ok())
-            .count();
+        let failed = applied.failed_txs();
         if failed > 0 {
             bail!("{failed} generated transfers failed at height {h}");
         }
@@ -180,19 +175,9 @@ pub fn run(spec: SyncBenchSpec) -> Result<()> {
     nodes.0.push(spawn(&homes[0], "warn")?);
     let source = Client::new(&rpc(0));
     let began = Instant::now();
-    while height(&source) < spec.blocks {
-        if let Some(status) = nodes.0[0].try_wait()? {
-            let log = std::fs::read_to_string(homes[0].root().join("node.log"))?;
-            bail!("the validator exited ({status}):\n{log}");
-        }
-        if began.elapsed() > Duration::from_secs(600) {
-            bail!(
-                "the validator did not load its chain; see {}",
-                dir.path().display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let what = "the validator did not load its chain";
+    let within = Duration::from_secs(600);
+    wait_height(&source, spec.blocks, within, &mut nodes, dir.path(), what)?;
     eprintln!(
         "validator serving {} blocks (loaded in {:.1} s); starting a fresh full node…",
         spec.blocks,

@@ -151,32 +151,30 @@ step() {
 victim() { echo "$1" > "$work/victim"; sleep 0.5; }
 nodes="0 1 2 3 4"
 [ $QUICK = 1 ] && nodes="1 4"
-for k in $nodes; do
-    victim "$k"
-    docker kill -s KILL basalt-node$k >/dev/null
-    sleep 2
-    docker start basalt-node$k >/dev/null
-    step "SIGKILL and start" "$k"
-done
-for k in $nodes; do
-    victim "$k"
-    docker pause basalt-node$k >/dev/null
-    sleep 3
-    docker unpause basalt-node$k >/dev/null
-    step "pause and unpause" "$k"
-done
-for k in $nodes; do
-    victim "$k"
-    docker network disconnect ${PROJECT}_basalt basalt-node$k
-    sleep 3
-    docker network connect --ip "172.30.0.$((10 + k))" ${PROJECT}_basalt basalt-node$k
-    step "disconnect and reconnect" "$k"
-done
-for k in $nodes; do
-    victim "$k"
-    docker restart -t 5 basalt-node$k >/dev/null
-    step "restart" "$k"
-done
+# each_node WHAT SECONDS DOWN UP: for every node in turn, DOWN k, wait, UP k, then wait for
+# the chain to advance with node k following it.
+each_node() {
+    local what=$1 pause=$2 down=$3 up=$4 k
+    for k in $nodes; do
+        victim "$k"
+        $down "$k"
+        sleep "$pause"
+        $up "$k"
+        step "$what" "$k"
+    done
+}
+kill_node() { docker kill -s KILL "basalt-node$1" >/dev/null; }
+start_node() { docker start "basalt-node$1" >/dev/null; }
+pause_node() { docker pause "basalt-node$1" >/dev/null; }
+unpause_node() { docker unpause "basalt-node$1" >/dev/null; }
+disconnect_node() { docker network disconnect "${PROJECT}_basalt" "basalt-node$1"; }
+reconnect_node() { docker network connect --ip "172.30.0.$((10 + $1))" "${PROJECT}_basalt" "basalt-node$1"; }
+restart_node() { docker restart -t 5 "basalt-node$1" >/dev/null; }
+nothing() { :; }
+each_node "SIGKILL and start" 2 kill_node start_node
+each_node "pause and unpause" 3 pause_node unpause_node
+each_node "disconnect and reconnect" 3 disconnect_node reconnect_node
+each_node "restart" 0 restart_node nothing
 
 # Partition: validators 2 and 3 (side B) lose every packet to and from validators 0, 1 and
 # the full node (side A), by per-peer drops inside their network namespaces. Neither side
