@@ -80,6 +80,19 @@ pub(crate) fn height(c: &Client) -> u64 {
         .unwrap_or(0)
 }
 
+/// Prints the figures as a markdown table and, with `json`, writes them to that file.
+pub(crate) fn print_report(report: &Value, json: Option<&std::path::Path>) -> Result<()> {
+    println!("| figure | value |\n|---|---|");
+    for (k, v) in report.as_object().into_iter().flatten() {
+        println!("| {k} | {v} |");
+    }
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Waits until the node behind `c` reports `target`. Fails at once with the node's log when
 /// one of `nodes` (node k's home is `dir/node<k>`) exits, and after `within` saying `what`
 /// did not happen.
@@ -335,15 +348,7 @@ pub fn run(spec: BenchSpec) -> Result<()> {
         "rss_mb": usage.iter().map(|u| u.1).collect::<Vec<_>>(),
         "rss_mb_max": usage.iter().map(|u| u.1).fold(0.0, f64::max),
     });
-    println!("| figure | value |\n|---|---|");
-    for (k, v) in report.as_object().expect("an object") {
-        println!("| {k} | {v} |");
-    }
-    if let Some(path) = &spec.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    print_report(&report, spec.json.as_deref())
 }
 
 /// Seconds since the epoch of an RFC 3339 UTC time with nanoseconds.

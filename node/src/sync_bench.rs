@@ -7,7 +7,7 @@
 //! address and times it from start to the last block. The full node verifies every commit and
 //! every transaction signature and re-executes everything, as a joining node must.
 
-use crate::bench::{height, wait_height};
+use crate::bench::{height, print_report, wait_height};
 use crate::chain::Chain;
 use crate::client::Client;
 use crate::home::Home;
@@ -229,13 +229,5 @@ pub fn run(spec: SyncBenchSpec) -> Result<()> {
         "progress_lines": progress.len(),
         "generate_s": generate_s,
     });
-    println!("| figure | value |\n|---|---|");
-    for (k, v) in report.as_object().expect("an object") {
-        println!("| {k} | {v} |");
-    }
-    if let Some(path) = &spec.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    print_report(&report, spec.json.as_deref())
 }
