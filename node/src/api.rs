@@ -112,6 +112,9 @@ impl Node {
                 let tx = required(param_bytes(params, "tx")?, "tx")?;
                 Ok(check_tx_json(&self.chain.runtime.check_tx(&tx)))
             }
+            "tx" | "tx_search" if !self.store.indexes_txs() => {
+                Err(RpcError::internal("transaction indexing is disabled"))
+            }
             "tx" => {
                 let hash = Hash(required(param_hash(params, "hash")?, "hash")?);
                 match self.store.tx(&hash).map_err(internal)? {
@@ -406,16 +409,16 @@ impl Node {
             .results(h)
             .map_err(internal)?
             .ok_or_else(|| RpcError::internal(format!("no results for {h}")))?;
-        let mut txs = Vec::new();
-        for tx in &block.txs {
-            let hash = basalt_runtime::tx_hash(tx);
-            let rec = self
-                .store
-                .tx(&hash)
-                .map_err(internal)?
-                .ok_or_else(|| RpcError::internal("tx index is missing a transaction"))?;
-            txs.push(tx_result_json(&hash, &rec));
-        }
+        let txs: Vec<Value> = block
+            .txs
+            .iter()
+            .zip(&results.txs)
+            .enumerate()
+            .map(|(i, (tx, outcome))| {
+                let rec = TxRecord::new(h, i as u32, tx, outcome);
+                tx_result_json(&basalt_runtime::tx_hash(tx), &rec)
+            })
+            .collect();
         let updates: Vec<Value> = results
             .validator_updates
             .iter()

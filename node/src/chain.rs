@@ -2,7 +2,7 @@
 //! two heights, and the last block. It builds proposals, judges other proposers' blocks (the
 //! paper's `valid(v)`), and applies decided blocks, from consensus or from block sync alike.
 
-use crate::store::{BlockResults, Store, StoreError, TxRecord};
+use crate::store::{BlockResults, Store, StoreError, TxOutcome};
 use basalt_genesis::Genesis;
 use basalt_runtime::{BlockContext, BlockResult, Runtime, RuntimeError};
 use basalt_staking::{CommitError, ValidatorSchedule, ValidatorSet, ValidatorSetError};
@@ -74,7 +74,8 @@ pub struct Chain {
 /// What applying a block produced, for logs, the mempool and the RPC.
 pub struct Applied {
     pub result: BlockResult,
-    pub txs: Vec<TxRecord>,
+    /// What the store keeps of it.
+    pub results: BlockResults,
 }
 
 impl Applied {
@@ -324,16 +325,20 @@ impl Chain {
         self.last_set = Some(set);
         self.last_header = Some(block.header.clone());
         self.last_commit = Some(commit);
-        let results = self.results_of(height, &result);
+        let results = results_of(height, &result);
         self.last_results_hash = results.hash();
-        let txs = block
-            .txs
+        Ok(Applied { result, results })
+    }
+}
+
+/// The stored form of a block's execution result.
+fn results_of(height: u64, result: &BlockResult) -> BlockResults {
+    BlockResults {
+        height,
+        txs: result
+            .tx_results
             .iter()
-            .zip(&result.tx_results)
-            .enumerate()
-            .map(|(i, (tx, r))| TxRecord {
-                height,
-                index: i as u32,
+            .map(|r| TxOutcome {
                 code: r.code,
                 log: r.log.clone(),
                 events: r
@@ -341,23 +346,14 @@ impl Chain {
                     .iter()
                     .map(|e| (e.kind.clone(), e.attributes.clone()))
                     .collect(),
-                tx: tx.clone(),
             })
-            .collect();
-        Ok(Applied { result, txs })
-    }
-
-    pub fn results_of(&self, height: u64, result: &BlockResult) -> BlockResults {
-        BlockResults {
-            height,
-            tx_codes: result.tx_results.iter().map(|r| r.code).collect(),
-            app_hash: result.app_hash,
-            validator_updates: result
-                .validator_updates
-                .iter()
-                .map(|u| (u.public_key.to_bytes(), u.power))
-                .collect(),
-        }
+            .collect(),
+        app_hash: result.app_hash,
+        validator_updates: result
+            .validator_updates
+            .iter()
+            .map(|u| (u.public_key.to_bytes(), u.power))
+            .collect(),
     }
 }
 

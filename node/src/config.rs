@@ -12,6 +12,9 @@ pub struct Config {
     pub rpc: RpcConfig,
     pub consensus: ConsensusConfig,
     pub mempool: MempoolConfig,
+    /// Absent in files written before it existed: the default (`kv`) applies.
+    #[serde(default)]
+    pub tx_index: TxIndexConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +85,24 @@ pub struct MempoolConfig {
     pub max_bytes: usize,
 }
 
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxIndexConfig {
+    pub indexer: Indexer,
+}
+
+/// CometBFT's `tx_index.indexer`: `kv` keeps every committed transaction findable by hash
+/// and by its events (`tx`, `tx_search`); `null` stores blocks and their results only, which
+/// is what a validator that serves no queries should run (two or more fewer writes per
+/// transaction).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Indexer {
+    #[default]
+    Kv,
+    Null,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
@@ -120,6 +141,7 @@ impl Config {
                 max_txs: 50_000,
                 max_bytes: 256 * 1024 * 1024,
             },
+            tx_index: TxIndexConfig::default(),
         }
     }
 
@@ -160,7 +182,11 @@ impl Config {
              [mempool]\n\
              # Most transactions, and most bytes, held waiting for a block.\n\
              max_txs = {max_txs}\n\
-             max_bytes = {max_bytes}\n",
+             max_bytes = {max_bytes}\n\n\
+             [tx_index]\n\
+             # \"kv\": committed transactions can be found by hash and events (tx, tx_search).\n\
+             # \"null\": no transaction index (fewer writes per block; for validators that serve no queries).\n\
+             indexer = {indexer}\n",
             moniker = q(&self.moniker),
             p2p = q(&self.p2p.listen),
             peers = peers.join(", "),
@@ -177,6 +203,10 @@ impl Config {
             commit = self.consensus.timeout_commit_ms,
             max_txs = self.mempool.max_txs,
             max_bytes = self.mempool.max_bytes,
+            indexer = q(match self.tx_index.indexer {
+                Indexer::Kv => "kv",
+                Indexer::Null => "null",
+            }),
         )
     }
 
@@ -213,5 +243,25 @@ mod tests {
         assert_eq!(toml::from_str::<Config>(&text).unwrap(), c);
         let typo = text.replace("max_txs", "max_tx");
         assert!(toml::from_str::<Config>(&typo).is_err());
+    }
+
+    #[test]
+    fn the_indexer_is_kv_unless_set_and_only_kv_or_null_are_accepted() {
+        let c = Config::new("n", 26600, 26601, vec![]);
+        let text = c.render();
+        assert!(text.contains("indexer = \"kv\""), "{text}");
+        let older = text.split("[tx_index]").next().unwrap();
+        assert_eq!(
+            toml::from_str::<Config>(older).unwrap().tx_index.indexer,
+            Indexer::Kv,
+            "a file without the section"
+        );
+        let null = text.replace("indexer = \"kv\"", "indexer = \"null\"");
+        assert_eq!(
+            toml::from_str::<Config>(&null).unwrap().tx_index.indexer,
+            Indexer::Null
+        );
+        let bad = text.replace("indexer = \"kv\"", "indexer = \"psql\"");
+        assert!(toml::from_str::<Config>(&bad).is_err());
     }
 }

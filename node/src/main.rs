@@ -117,6 +117,10 @@ enum Command {
         /// Pause after each block under load, in milliseconds.
         #[arg(long, default_value_t = 200)]
         timeout_commit_ms: u64,
+        /// The validators' transaction indexer (`null`, as CometBFT advises for validators,
+        /// or `kv`).
+        #[arg(long, value_enum, default_value_t = basalt_node::config::Indexer::Null)]
+        indexer: basalt_node::config::Indexer,
     },
     /// Measure block sync: a fresh full node catches up with a generated chain (prints
     /// blocks/s).
@@ -260,6 +264,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
             base_port,
             timeout_commit_ms,
+            indexer,
         } => basalt_node::bench::run(basalt_node::bench::BenchSpec {
             validators,
             duration: std::time::Duration::from_secs(duration),
@@ -268,6 +273,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
             base_port,
             timeout_commit_ms,
+            indexer,
         })?,
         Command::BenchSync {
             blocks,

@@ -551,14 +551,12 @@ impl Node {
             .chain
             .execute(&block, commit.clone(), trusted)
             .with_context(|| format!("executing block {height}"))?;
-        let results = self.chain.results_of(height, &applied.result);
-        let set = &self.chain.schedule.next;
+        let (results, set) = (&applied.results, &self.chain.schedule.next);
         if synced.is_some() {
             self.store
-                .save_block_unflushed(&block, &commit, &results, &applied.txs, set)
+                .save_block_unflushed(&block, &commit, results, set)
         } else {
-            self.store
-                .save_block(&block, &commit, &results, &applied.txs, set)
+            self.store.save_block(&block, &commit, results, set)
         }
         .with_context(|| format!("storing block {height}"))?;
         if synced.is_none() {
@@ -674,12 +672,14 @@ impl Node {
                 });
             }
         }
-        for rec in &applied.txs {
-            let hash = basalt_runtime::tx_hash(&rec.tx);
+        let outcomes = block.txs.iter().zip(&applied.results.txs);
+        for (index, (tx, outcome)) in outcomes.enumerate() {
+            let hash = basalt_runtime::tx_hash(tx);
             let waiters = self.commit_waiters.remove(&hash);
             if !listening && waiters.is_none() {
                 continue;
             }
+            let rec = &crate::store::TxRecord::new(height, index as u32, tx, outcome);
             let result = crate::api::tx_result_json(&hash, rec);
             if listening {
                 let mut a = rec.attributes(&hash);

@@ -44,18 +44,55 @@ impl Backend for NodeBackend {
     }
 
     async fn call(&self, method: String, params: Map<String, Value>) -> Result<Value, RpcError> {
-        let (reply, rx) = oneshot::channel();
         // Signature checks cost the most per transaction: do them here, on the server's
         // worker threads, so the node task only checks state.
-        let verified_tx = if method.starts_with("broadcast_tx_") {
-            basalt_rpc::param_bytes(&params, "tx")
-                .ok()
-                .flatten()
-                .filter(|tx| crate::sigcheck::all_valid(std::slice::from_ref(tx)))
-                .map(|tx| basalt_runtime::tx_hash(&tx))
-        } else {
-            None
-        };
+        let verified_tx = submitted_tx(&method, &params).and_then(|tx| {
+            crate::sigcheck::each_valid(std::slice::from_ref(&tx))[0]
+                .then(|| basalt_runtime::tx_hash(&tx))
+        });
+        self.send(method, params, verified_tx).await?.await
+    }
+
+    /// Like `call` for each, with the batch's transaction signatures verified at once; the
+    /// calls reach the node in the batch's order (a wallet's nonces stay in sequence).
+    async fn call_batch(
+        &self,
+        calls: Vec<(String, Map<String, Value>)>,
+    ) -> Vec<Result<Value, RpcError>> {
+        let txs: Vec<(usize, Vec<u8>)> = calls
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (m, p))| submitted_tx(m, p).map(|tx| (i, tx)))
+            .collect();
+        let bytes: Vec<Vec<u8>> = txs.iter().map(|(_, tx)| tx.clone()).collect();
+        let mut verified: Vec<Option<basalt_types::Hash>> = vec![None; calls.len()];
+        for ((i, tx), ok) in txs.iter().zip(crate::sigcheck::each_valid(&bytes)) {
+            verified[*i] = ok.then(|| basalt_runtime::tx_hash(tx));
+        }
+        let mut pending = Vec::with_capacity(calls.len());
+        for ((method, params), verified_tx) in calls.into_iter().zip(verified) {
+            pending.push(self.send(method, params, verified_tx).await);
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Ok(answer) => answer.await,
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+}
+
+impl NodeBackend {
+    /// Hands a call to the node task; the returned future is its answer.
+    async fn send(
+        &self,
+        method: String,
+        params: Map<String, Value>,
+        verified_tx: Option<basalt_types::Hash>,
+    ) -> Result<impl std::future::Future<Output = Result<Value, RpcError>>, RpcError> {
+        let (reply, rx) = oneshot::channel();
         self.calls
             .send(ApiCall {
                 method,
@@ -65,9 +102,19 @@ impl Backend for NodeBackend {
             })
             .await
             .map_err(|_| RpcError::internal("the node is shutting down"))?;
-        rx.await
-            .map_err(|_| RpcError::internal("the node is shutting down"))?
+        Ok(async move {
+            rx.await
+                .map_err(|_| RpcError::internal("the node is shutting down"))?
+        })
     }
+}
+
+/// The transaction a `broadcast_tx_*` call submits.
+fn submitted_tx(method: &str, params: &Map<String, Value>) -> Option<Vec<u8>> {
+    if !method.starts_with("broadcast_tx_") {
+        return None;
+    }
+    basalt_rpc::param_bytes(params, "tx").ok().flatten()
 }
 
 fn parse_addr(what: &str, s: &str) -> Result<SocketAddr> {
@@ -118,6 +165,10 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
     std::fs::create_dir_all(home.data_dir())
         .with_context(|| format!("creating {}", home.data_dir().display()))?;
     let store = Store::open(&home.data_dir().join("blockstore.db"))?;
+    let store = match config.tx_index.indexer {
+        crate::config::Indexer::Kv => store,
+        crate::config::Indexer::Null => store.without_tx_index(),
+    };
     store.check_chain(&chain_id, &genesis.hash())?;
     let evidence_bytes = genesis.consensus_params.evidence.max_bytes as usize * 4;
     let (chain, replayed) = Chain::load(genesis, &store)?;

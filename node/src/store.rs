@@ -37,6 +37,16 @@ pub enum StoreError {
     },
 }
 
+/// What one transaction of a block produced. Kept with the block's results, so that
+/// `block_results` answers whether or not transactions are indexed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct TxOutcome {
+    pub code: u32,
+    pub log: String,
+    /// `(type, [(key, value)])` pairs, CometBFT-style events.
+    pub events: Vec<(String, Vec<(String, String)>)>,
+}
+
 /// One executed transaction, as `tx` and the tx index return it.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct TxRecord {
@@ -50,6 +60,18 @@ pub struct TxRecord {
 }
 
 impl TxRecord {
+    /// The `index`-th transaction `tx` of block `height`, with its outcome.
+    pub fn new(height: u64, index: u32, tx: &[u8], outcome: &TxOutcome) -> TxRecord {
+        TxRecord {
+            height,
+            index,
+            code: outcome.code,
+            log: outcome.log.clone(),
+            events: outcome.events.clone(),
+            tx: tx.to_vec(),
+        }
+    }
+
     /// The composite `type.key = value` attributes a transaction is searched by, with
     /// `tx.hash` and `tx.height`.
     pub fn attributes(&self, hash: &Hash) -> Vec<(String, String)> {
@@ -88,7 +110,8 @@ fn index_key(k: &str, v: &str, height: u64) -> Vec<u8> {
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct BlockResults {
     pub height: u64,
-    pub tx_codes: Vec<u32>,
+    /// One per transaction of the block, in block order.
+    pub txs: Vec<TxOutcome>,
     pub app_hash: Hash,
     /// Validator set changes decided by the block: (consensus key bytes, new power).
     pub validator_updates: Vec<([u8; 32], u64)>,
@@ -97,13 +120,17 @@ pub struct BlockResults {
 impl BlockResults {
     /// The header field `last_results_hash` of the next block.
     pub fn hash(&self) -> Hash {
-        Hash::of(&self.tx_codes)
+        Hash::of(&self.txs.iter().map(|t| t.code).collect::<Vec<u32>>())
     }
 }
 
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    /// Whether committed transactions are indexed for `tx` and `tx_search` (CometBFT's
+    /// `tx_index.indexer = "kv"`). Off (`"null"`), a block costs a handful of writes instead
+    /// of two or more per transaction: what a validator that serves no queries wants.
+    index_txs: bool,
 }
 
 fn key(prefix: u8, height: u64) -> [u8; 9] {
@@ -131,6 +158,33 @@ fn enc<T: BorshSerialize>(v: &T) -> Vec<u8> {
     borsh::to_vec(v).expect("borsh into a Vec is infallible")
 }
 
+/// Adds a block's transaction records and index entries to `batch`.
+fn index_block(batch: &mut sled::Batch, block: &Block, results: &BlockResults) {
+    let h = block.header.height.0;
+    // One index entry per (attribute, value) per block, listing the block's matching
+    // transactions: a block of transfers to one recipient writes one recipient key, not
+    // one per transfer (sled pays ~10 µs a key). `tx.hash` and `tx.height` need no
+    // entries: the transaction and block records answer them.
+    let mut index: BTreeMap<(String, String), Vec<u8>> = BTreeMap::new();
+    for (i, (tx, outcome)) in block.txs.iter().zip(&results.txs).enumerate() {
+        let hash = basalt_runtime::tx_hash(tx);
+        let record = TxRecord::new(h, i as u32, tx, outcome);
+        batch.insert(prefixed(TX, hash.as_bytes()), enc(&record));
+        for (k, v) in record.attributes(&hash) {
+            if k == "tx.hash" || k == "tx.height" {
+                continue;
+            }
+            let hashes = index.entry((k, v)).or_default();
+            if !hashes.ends_with(hash.as_bytes()) {
+                hashes.extend_from_slice(hash.as_bytes());
+            }
+        }
+    }
+    for ((k, v), hashes) in index {
+        batch.insert(index_key(&k, &v, h), hashes);
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `dir`. sled locks its files; a store dropped
     /// a moment ago in this process keeps the lock until its flusher thread ends (up to
@@ -144,7 +198,12 @@ impl Store {
                 .cache_capacity(64 * 1024 * 1024)
                 .open()
             {
-                Ok(db) => return Ok(Store { db }),
+                Ok(db) => {
+                    return Ok(Store {
+                        db,
+                        index_txs: true,
+                    })
+                }
                 Err(sled::Error::Io(e))
                     if e.to_string().contains("could not acquire lock")
                         && started.elapsed() < std::time::Duration::from_secs(2) =>
@@ -159,6 +218,20 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// This store without the transaction index: blocks are stored without `T` and `I`
+    /// records, and [`Store::indexes_txs`] says so to the RPC.
+    pub fn without_tx_index(self) -> Store {
+        Store {
+            index_txs: false,
+            ..self
+        }
+    }
+
+    /// Whether `tx`, `tx_search` and their index are available.
+    pub fn indexes_txs(&self) -> bool {
+        self.index_txs
     }
 
     /// Binds the database to one chain on first use and refuses any other chain afterwards.
@@ -253,10 +326,9 @@ impl Store {
         block: &Block,
         commit: &Commit,
         results: &BlockResults,
-        txs: &[TxRecord],
         set_after_next: &ValidatorSet,
     ) -> Result<(), StoreError> {
-        self.save_block_unflushed(block, commit, results, txs, set_after_next)?;
+        self.save_block_unflushed(block, commit, results, set_after_next)?;
         self.db.flush()?;
         Ok(())
     }
@@ -270,7 +342,6 @@ impl Store {
         block: &Block,
         commit: &Commit,
         results: &BlockResults,
-        txs: &[TxRecord],
         set_after_next: &ValidatorSet,
     ) -> Result<(), StoreError> {
         let h = block.header.height.0;
@@ -279,26 +350,8 @@ impl Store {
         batch.insert(&key(BLOCK, h), enc(block));
         batch.insert(&key(COMMIT, h), enc(commit));
         batch.insert(&key(RESULTS, h), enc(results));
-        // One index entry per (attribute, value) per block, listing the block's matching
-        // transactions: a block of transfers to one recipient writes one recipient key, not
-        // one per transfer (sled pays ~10 µs a key). `tx.hash` and `tx.height` need no
-        // entries: the transaction and block records answer them.
-        let mut index: BTreeMap<(String, String), Vec<u8>> = BTreeMap::new();
-        for (tx, record) in block.txs.iter().zip(txs) {
-            let hash = basalt_runtime::tx_hash(tx);
-            batch.insert(prefixed(TX, hash.as_bytes()), enc(record));
-            for (k, v) in record.attributes(&hash) {
-                if k == "tx.hash" || k == "tx.height" {
-                    continue;
-                }
-                let hashes = index.entry((k, v)).or_default();
-                if !hashes.ends_with(hash.as_bytes()) {
-                    hashes.extend_from_slice(hash.as_bytes());
-                }
-            }
-        }
-        for ((k, v), hashes) in index {
-            batch.insert(index_key(&k, &v, h), hashes);
+        if self.index_txs {
+            index_block(&mut batch, block, results);
         }
         self.db.apply_batch(batch)?;
         Ok(())
@@ -414,9 +467,9 @@ mod tests {
         }
     }
 
-    /// Saves `b` with an empty commit, all-ok results and `recs`, scheduling a one-validator
-    /// set.
-    fn save(s: &Store, b: &Block, recs: &[TxRecord]) {
+    /// Saves `b` with an empty commit and one outcome per transaction, scheduling a
+    /// one-validator set.
+    fn save(s: &Store, b: &Block, outcomes: Vec<TxOutcome>) {
         let h = b.header.height;
         let c = Commit {
             height: h,
@@ -426,13 +479,13 @@ mod tests {
         };
         let r = BlockResults {
             height: h.0,
-            tx_codes: vec![0; recs.len()],
+            txs: outcomes,
             app_hash: Hash::default(),
             validator_updates: vec![],
         };
         let k = basalt_types::PrivateKey::from_seed([1; 32]).public_key();
         let set = ValidatorSet::new(vec![basalt_staking::Validator::new(k, 1)]).unwrap();
-        s.save_block(b, &c, &r, recs, &set).unwrap();
+        s.save_block(b, &c, &r, &set).unwrap();
     }
 
     #[test]
@@ -444,16 +497,7 @@ mod tests {
             s.check_chain("c", &g).unwrap();
             assert_eq!(s.last_height().unwrap(), None);
             for h in [1u64, 2, 300] {
-                let b = block(h);
-                let t = TxRecord {
-                    height: h,
-                    index: 0,
-                    code: 0,
-                    log: String::new(),
-                    events: vec![],
-                    tx: b.txs[0].clone(),
-                };
-                save(&s, &b, &[t]);
+                save(&s, &block(h), vec![TxOutcome::default()]);
             }
         }
         let s = Store::open(dir.path()).unwrap();
@@ -482,9 +526,7 @@ mod tests {
     fn the_index_groups_a_block_by_attribute_and_answers_hash_and_height_without_entries() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        let rec = |h: u64, i: u32, tx: &[u8], to: &str| TxRecord {
-            height: h,
-            index: i,
+        let outcome = |to: &str| TxOutcome {
             code: 0,
             log: String::new(),
             events: vec![(
@@ -494,17 +536,13 @@ mod tests {
                     ("amount".into(), "1".into()),
                 ],
             )],
-            tx: tx.to_vec(),
         };
         let mut all = Vec::new();
         for h in 1..=3u64 {
             let mut b = block(h);
             b.txs = (0..4u8).map(|i| vec![h as u8, i]).collect();
             let to = |i: u8| if i.is_multiple_of(2) { "A" } else { "B" };
-            let recs: Vec<TxRecord> = (0..4u8)
-                .map(|i| rec(h, u32::from(i), &b.txs[i as usize], to(i)))
-                .collect();
-            save(&s, &b, &recs);
+            save(&s, &b, (0..4u8).map(|i| outcome(to(i))).collect());
             all.extend(b.txs.iter().map(|t| basalt_runtime::tx_hash(t)));
         }
         // One key per (attribute, value, block): 3 blocks × (2 recipients + 1 amount).
@@ -530,5 +568,26 @@ mod tests {
             .txs_with("tx.hash", &Hash::digest(b"no").to_hex())
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn without_the_index_a_block_writes_no_transaction_records_but_keeps_its_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap().without_tx_index();
+        assert!(!s.indexes_txs());
+        let mut b = block(1);
+        b.txs = vec![vec![1], vec![2]];
+        let failed = TxOutcome {
+            code: 5,
+            log: "insufficient funds".into(),
+            events: vec![],
+        };
+        save(&s, &b, vec![TxOutcome::default(), failed.clone()]);
+        assert_eq!(s.db.scan_prefix([TX]).count(), 0);
+        assert_eq!(s.db.scan_prefix([INDEX]).count(), 0);
+        assert!(s.tx(&basalt_runtime::tx_hash(&[2u8])).unwrap().is_none());
+        let r = s.results(1).unwrap().unwrap();
+        assert_eq!(r.txs[1], failed);
+        assert_eq!(s.block(1).unwrap().unwrap(), b);
     }
 }

@@ -206,3 +206,92 @@ fn hostile_clients_get_errors_or_closed_connections_and_the_node_is_unharmed() {
     );
     net.assert_same_chain(&[0, 1, 2, 3], h);
 }
+
+/// A JSON-RPC batch whose middle transaction is forged: each call gets its own verdict in its
+/// place, the good ones (two nonces of one sender, in order) commit. With
+/// `indexer = "null"` the block and its results are served, `tx` and `tx_search` say that
+/// indexing is off.
+#[test]
+fn a_batch_is_verified_per_transaction_and_a_null_indexer_still_serves_block_results() {
+    let mut net = Net::new(1, 0, 28250);
+    let config = net.home(0).join("config/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("indexer = \"kv\""), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("indexer = \"kv\"", "indexer = \"null\""),
+    )
+    .unwrap();
+    net.start_all();
+    net.wait_height(0, 2, MINUTE);
+    let key = net.account_key(0);
+    let to = basalt_types::Address([7; 20]);
+    let mut forged = transfer(&key, 1, to, 5);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let txs = [transfer(&key, 0, to, 1), forged, transfer(&key, 1, to, 2)];
+    let batch: Vec<Value> = txs
+        .iter()
+        .enumerate()
+        .map(|(i, tx)| {
+            json!({"jsonrpc": "2.0", "id": i, "method": "broadcast_tx_sync",
+                "params": {"tx": basalt_rpc::shapes::b64(tx)}})
+        })
+        .collect();
+    let (status, answers) = post(&net.rpc_addr(0), Value::Array(batch).to_string().as_bytes());
+    assert_eq!(status, 200);
+    let codes: Vec<u64> = (0..3)
+        .map(|i| answers[i]["result"]["code"].as_u64().unwrap())
+        .collect();
+    assert_eq!(codes[0], 0, "{answers}");
+    assert_ne!(codes[1], 0, "forged: {answers}");
+    assert!(
+        answers[1]["result"]["log"]
+            .as_str()
+            .unwrap()
+            .contains("signature"),
+        "{answers}"
+    );
+    assert_eq!(codes[2], 0, "the sender's next nonce: {answers}");
+    let good = [
+        basalt_runtime::tx_hash(&txs[0]),
+        basalt_runtime::tx_hash(&txs[2]),
+    ];
+
+    let c = net.client(0);
+    let mut found = Vec::new();
+    wait_for("both transfers in blocks", MINUTE, || {
+        let Some(h) = net.height(0) else { return false };
+        for height in found.last().map_or(1, |(h, _)| h + 1)..=h {
+            let r = c
+                .call("block_results", json!({"height": height.to_string()}))
+                .unwrap();
+            let n = r["txs_results"].as_array().map_or(0, Vec::len);
+            if n > 0 {
+                found.push((height, r));
+            }
+        }
+        found
+            .iter()
+            .map(|(_, r)| r["txs_results"].as_array().unwrap().len())
+            .sum::<usize>()
+            == 2
+    });
+    for (_, r) in &found {
+        for t in r["txs_results"].as_array().unwrap() {
+            assert_eq!(t["code"], 0, "{t}");
+            assert!(t["events"].as_array().is_some_and(|e| !e.is_empty()), "{t}");
+        }
+    }
+    for (method, params) in [
+        ("tx", json!({"hash": good[0].to_hex()})),
+        ("tx_search", json!({"query": "tx.height > 0"})),
+    ] {
+        let err = c.call(method, params).unwrap_err().to_string();
+        assert!(
+            err.contains("transaction indexing is disabled"),
+            "{method}: {err}"
+        );
+    }
+    assert_eq!(net.balance(0, &to), 3);
+}

@@ -74,6 +74,22 @@ pub trait Backend: Send + Sync + 'static {
         params: Map<String, Value>,
     ) -> impl Future<Output = Result<Value, RpcError>> + Send;
 
+    /// The calls of one JSON-RPC batch, answered in order. The default makes them one after
+    /// another; a backend may share work between them (the node verifies all the batch's
+    /// transaction signatures at once).
+    fn call_batch(
+        &self,
+        calls: Vec<(String, Map<String, Value>)>,
+    ) -> impl Future<Output = Vec<Result<Value, RpcError>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(calls.len());
+            for (method, params) in calls {
+                out.push(self.call(method, params).await);
+            }
+            out
+        }
+    }
+
     /// A new receiver of the node's events (new blocks, transactions, validator changes).
     fn events(&self) -> tokio::sync::broadcast::Receiver<RpcEvent>;
 
@@ -272,36 +288,87 @@ pub(crate) async fn dispatch<B: Backend>(
 /// One JSON-RPC request object → its response (None for a notification without id? CometBFT
 /// answers every request, so we do too).
 async fn one<B: Backend>(ctx: &Ctx<B>, req: Value) -> Value {
+    match parse_call(req) {
+        Ok((id, method, params)) => envelope(id, dispatch(ctx, method, params).await),
+        Err(answer) => answer,
+    }
+}
+
+/// A request object's id, method and named parameters, or the error envelope to answer.
+fn parse_call(req: Value) -> Result<(Value, String, Map<String, Value>), Value> {
     let Value::Object(mut obj) = req else {
-        return envelope(
+        return Err(envelope(
             Value::from(-1),
             Err(RpcError::invalid_request("request must be an object")),
-        );
+        ));
     };
     let id = obj.remove("id").unwrap_or(Value::from(-1));
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return envelope(
+        return Err(envelope(
             id,
             Err(RpcError::invalid_request("jsonrpc must be \"2.0\"")),
-        );
+        ));
     }
     let Some(method) = obj.get("method").and_then(Value::as_str).map(String::from) else {
-        return envelope(id, Err(RpcError::invalid_request("method is missing")));
+        return Err(envelope(
+            id,
+            Err(RpcError::invalid_request("method is missing")),
+        ));
     };
     let params = match obj.remove("params") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m,
         Some(Value::Array(a)) if a.is_empty() => Map::new(),
         Some(_) => {
-            return envelope(
+            return Err(envelope(
                 id,
                 Err(RpcError::invalid_params(
                     "params must be an object of named parameters",
                 )),
-            )
+            ))
         }
     };
-    envelope(id, dispatch(ctx, method, params).await)
+    Ok((id, method, params))
+}
+
+/// A batch: malformed entries are answered at once, the others go to the backend together
+/// (under one timeout), and the answers come back in the batch's order.
+async fn batch<B: Backend>(ctx: &Ctx<B>, items: Vec<Value>) -> Vec<Value> {
+    let started = Instant::now();
+    let mut out: Vec<Option<Value>> = Vec::with_capacity(items.len());
+    let mut ids = Vec::new();
+    let mut calls = Vec::new();
+    for item in items {
+        match parse_call(item) {
+            Ok((id, method, params)) => {
+                ids.push((out.len(), id));
+                calls.push((method, params));
+                out.push(None);
+            }
+            Err(answer) => out.push(Some(answer)),
+        }
+    }
+    let methods: Vec<String> = calls.iter().map(|(m, _)| m.clone()).collect();
+    let results =
+        match tokio::time::timeout(ctx.config.timeout, ctx.backend.call_batch(calls)).await {
+            Ok(r) => r,
+            Err(_) => methods
+                .iter()
+                .map(|_| Err(RpcError::internal("request timed out")))
+                .collect(),
+        };
+    let elapsed = started.elapsed().as_secs_f64();
+    for (((slot, id), result), method) in ids.into_iter().zip(results).zip(&methods) {
+        if let Some(m) = ctx.backend.rpc_metrics() {
+            m.observe(method, elapsed, result.is_ok());
+        }
+        out[slot] = Some(envelope(id, result));
+    }
+    out.into_iter()
+        .map(|v| {
+            v.unwrap_or_else(|| envelope(Value::from(-1), Err(RpcError::internal("no answer"))))
+        })
+        .collect()
 }
 
 async fn post_handler<B: Backend>(
@@ -359,11 +426,7 @@ async fn post_handler<B: Backend>(
                 ));
                 return Json(envelope(Value::from(-1), Err(e))).into_response();
             }
-            let mut out = Vec::with_capacity(items.len());
-            for item in items {
-                out.push(one(&ctx, item).await);
-            }
-            Json(Value::Array(out)).into_response()
+            Json(Value::Array(batch(&ctx, items).await)).into_response()
         }
         other => Json(one(&ctx, other).await).into_response(),
     }

@@ -113,6 +113,47 @@ async fn batches_answer_in_order_up_to_the_limit() {
 }
 
 #[tokio::test]
+async fn a_batch_with_malformed_entries_answers_each_in_its_place() {
+    let batch = json!([
+        {"jsonrpc":"2.0","id":"a","method":"height","params":{"height":7}},
+        5,
+        {"jsonrpc":"1.0","id":"b","method":"height"},
+        {"jsonrpc":"2.0","id":"c","method":"nope"},
+        {"jsonrpc":"2.0","id":"d","method":"echo","params":{"x":1}},
+    ]);
+    let (_, v) = post_json(batch.to_string()).await;
+    let v = v.as_array().unwrap();
+    assert_eq!(v.len(), 5);
+    assert_eq!(
+        (v[0]["id"].clone(), v[0]["result"].clone()),
+        (json!("a"), json!(7))
+    );
+    assert_eq!(v[1]["error"]["code"], -32600, "not an object");
+    assert_eq!(
+        (v[2]["id"].clone(), v[2]["error"]["code"].clone()),
+        (json!("b"), json!(-32600))
+    );
+    assert_eq!(
+        (v[3]["id"].clone(), v[3]["error"]["code"].clone()),
+        (json!("c"), json!(-32601))
+    );
+    assert_eq!(v[4]["result"], json!({"x": 1}));
+    // A batch that outlives the timeout: every call in it says so, in place.
+    let slow = json!([
+        {"jsonrpc":"2.0","id":1,"method":"slow"},
+        {"jsonrpc":"2.0","id":2,"method":"echo"},
+    ]);
+    let (_, v) = post_json(slow.to_string()).await;
+    for (i, r) in v.as_array().unwrap().iter().enumerate() {
+        assert_eq!(r["id"], json!(i + 1));
+        assert!(
+            r["error"]["data"].as_str().unwrap().contains("timed out"),
+            "{r}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn oversized_bodies_are_refused() {
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"echo","params":{{"a":"{}"}}}}"#,
