@@ -3,6 +3,7 @@
 //! libp2p, the RPC methods it answers, and the CLI's client side. The `basalt` binary
 //! (src/main.rs) drives them from the command line.
 
+pub mod allocator;
 pub mod api;
 pub mod bench;
 pub mod chain;
