@@ -199,7 +199,8 @@ impl Node {
             "version": env!("CARGO_PKG_VERSION"),
             "channels": "",
             "moniker": self.settings.moniker,
-            "other": {"tx_index": "on", "rpc_address": format!("tcp://{}", self.settings.rpc_listen)},
+            "other": {"tx_index": if self.store.indexes_txs() { "on" } else { "off" },
+                "rpc_address": format!("tcp://{}", self.settings.rpc_listen)},
         })
     }
 

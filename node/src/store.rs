@@ -216,7 +216,7 @@ impl Store {
         loop {
             match sled::Config::new()
                 .path(dir)
-                .cache_capacity(64 * 1024 * 1024)
+                .cache_capacity(32 * 1024 * 1024)
                 .open()
             {
                 Ok(db) => {

@@ -294,4 +294,6 @@ fn a_batch_is_verified_per_transaction_and_a_null_indexer_still_serves_block_res
         );
     }
     assert_eq!(net.balance(0, &to), 3);
+    let status = c.call("status", json!({})).unwrap();
+    assert_eq!(status["node_info"]["other"]["tx_index"], "off");
 }
