@@ -508,11 +508,8 @@ impl Node {
         {
             Some((k, v)) => self
                 .store
-                .txs_with(&k, &v)
-                .map_err(internal)?
-                .into_iter()
-                .filter_map(|h| self.store.tx(&h).ok().flatten().map(|r| (h, r)))
-                .collect(),
+                .txs(&self.store.txs_with(&k, &v).map_err(internal)?)
+                .map_err(internal)?,
             None => self.store.all_txs().map_err(internal)?,
         };
         let mut hits: Vec<(Hash, TxRecord)> = candidates

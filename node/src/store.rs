@@ -53,6 +53,15 @@ pub struct TxOutcome {
     pub events: Vec<(String, Vec<(String, String)>)>,
 }
 
+/// A `T` record of the index: where a committed transaction is. The transaction and its
+/// outcome are read from the block and its results rather than stored a second time (a
+/// full record per transaction made sled write ~30 times the bytes).
+#[derive(Clone, Copy, Debug, BorshSerialize, BorshDeserialize)]
+struct TxLocation {
+    height: u64,
+    index: u32,
+}
+
 /// One executed transaction, as `tx` and the tx index return it.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct TxRecord {
@@ -189,12 +198,17 @@ fn index_block(batch: &mut sled::Batch, block: &Block, results: &BlockResults) {
     let mut index: BTreeMap<(String, String), Vec<u8>> = BTreeMap::new();
     for (i, (tx, outcome)) in block.txs.iter().zip(&results.txs).enumerate() {
         let hash = basalt_runtime::tx_hash(tx);
-        let record = TxRecord::new(h, i as u32, tx, outcome);
-        batch.insert(prefixed(TX, hash.as_bytes()), enc(&record));
-        for (k, v) in record.attributes(&hash) {
-            if k == "tx.hash" || k == "tx.height" {
-                continue;
-            }
+        let at = TxLocation {
+            height: h,
+            index: i as u32,
+        };
+        batch.insert(prefixed(TX, hash.as_bytes()), enc(&at));
+        let attributes = outcome.events.iter().flat_map(|(kind, attrs)| {
+            attrs
+                .iter()
+                .map(move |(k, v)| (format!("{kind}.{k}"), v.clone()))
+        });
+        for (k, v) in attributes {
             let hashes = index.entry((k, v)).or_default();
             if !hashes.ends_with(hash.as_bytes()) {
                 hashes.extend_from_slice(hash.as_bytes());
@@ -329,7 +343,50 @@ impl Store {
     }
 
     pub fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, StoreError> {
-        self.get(&prefixed(TX, hash.as_bytes()))
+        Ok(self.txs(&[*hash])?.pop().map(|(_, r)| r))
+    }
+
+    /// The indexed transactions among `hashes`, in the given order (unknown ones left out).
+    pub fn txs(&self, hashes: &[Hash]) -> Result<Vec<(Hash, TxRecord)>, StoreError> {
+        let mut located = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            if let Some(at) = self.get::<TxLocation>(&prefixed(TX, hash.as_bytes()))? {
+                located.push((*hash, at));
+            }
+        }
+        self.records(located)
+    }
+
+    /// Full records of located transactions; consecutive ones of one height read its block
+    /// and results once.
+    fn records(
+        &self,
+        located: Vec<(Hash, TxLocation)>,
+    ) -> Result<Vec<(Hash, TxRecord)>, StoreError> {
+        let corrupt = |at: TxLocation| StoreError::Corrupt {
+            key: format!("tx index entry at height {} index {}", at.height, at.index),
+            reason: "its block or results are missing or too short".into(),
+        };
+        let mut out = Vec::with_capacity(located.len());
+        let mut current: Option<(u64, Block, BlockResults)> = None;
+        for (hash, at) in located {
+            if current.as_ref().map(|c| c.0) != Some(at.height) {
+                let block = self.block(at.height)?.ok_or_else(|| corrupt(at))?;
+                let results = self.results(at.height)?.ok_or_else(|| corrupt(at))?;
+                current = Some((at.height, block, results));
+            }
+            let record = current.as_ref().and_then(|(_, block, results)| {
+                let i = at.index as usize;
+                Some(TxRecord::new(
+                    at.height,
+                    at.index,
+                    block.txs.get(i)?,
+                    results.txs.get(i)?,
+                ))
+            });
+            out.push((hash, record.ok_or_else(|| corrupt(at))?));
+        }
+        Ok(out)
     }
 
     /// Height of the block with this id.
@@ -438,13 +495,13 @@ impl Store {
         let mut all = Vec::new();
         for item in self.db.scan_prefix([TX]) {
             let (k, v) = item?;
-            let rec: TxRecord = decode(&k, &v)?;
+            let at: TxLocation = decode(&k, &v)?;
             let mut h = [0u8; 32];
             h.copy_from_slice(&k[1..33]);
-            all.push((Hash(h), rec));
+            all.push((Hash(h), at));
         }
-        all.sort_by_key(|(_, r)| (r.height, r.index));
-        Ok(all)
+        all.sort_by_key(|(_, at)| (at.height, at.index));
+        self.records(all)
     }
 
     /// Keeps a piece of evidence (keyed by its hash) for the evidence pool.
@@ -598,6 +655,17 @@ mod tests {
         assert!(s.txs_with("tx.height", "9").unwrap().is_empty());
         let h = all[5];
         assert_eq!(s.txs_with("tx.hash", &h.to_hex()).unwrap(), vec![h]);
+        // Records are rebuilt from the block and its results.
+        let rec = s.tx(&h).unwrap().unwrap();
+        assert_eq!((rec.height, rec.index, rec.tx.clone()), (2, 1, vec![2, 1]));
+        assert_eq!(rec.events, outcome("B").events);
+        let listed: Vec<Hash> = s.all_txs().unwrap().into_iter().map(|(h, _)| h).collect();
+        assert_eq!(listed, all, "every transaction, in chain order");
+        let some = s.txs(&[all[7], Hash::digest(b"unknown"), all[0]]).unwrap();
+        assert_eq!(
+            some.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
+            vec![all[7], all[0]]
+        );
         assert_eq!(
             s.txs_with("tx.hash", &h.to_hex().to_lowercase()).unwrap(),
             vec![h]
