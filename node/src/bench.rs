@@ -1,6 +1,7 @@
-//! `basalt bench`: starts an N-validator localnet tuned for throughput, funds K sender
-//! accounts in its genesis, sends signed transfers through JSON-RPC (at a fixed offered
-//! rate, or as fast as the nodes take them), and measures from the client side: committed
+//! `basalt bench`: starts an N-validator localnet tuned for throughput (its indexer chosen
+//! by `--indexer`), funds K sender accounts in its genesis, signs the run's transfers up
+//! front, sends them through JSON-RPC batches (at a fixed offered rate, or as fast as the
+//! nodes take them), and measures from the client side: committed
 //! tx/s, submit→commit latency, block interval, txs per block, rejections, empty blocks per
 //! second, and each node's CPU time and peak RSS. Prints a markdown table; `--json` writes
 //! the figures for tooling.
