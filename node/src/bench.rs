@@ -249,7 +249,9 @@ pub fn run(spec: BenchSpec) -> Result<()> {
         let what = "the localnet did not restart";
         wait_height(&watch, h + 2, minute, &mut nodes, dir.path(), what)?;
     }
-    // Load: SENDERS threads, each with its share of the accounts and a round-robin node.
+    // Load: SENDERS threads, each with its share of the accounts and one node (as a wallet
+    // uses one endpoint: an account's next nonce then never reaches a node before the one
+    // before it).
     // Wallets sign on their own machines, not on the validators': each thread signs its
     // share of the run before the clock starts, so the two cores measure the nodes.
     let presign = spec.rate.unwrap_or(SATURATION_PRESIGN) * spec.duration.as_secs();
@@ -282,6 +284,7 @@ pub fn run(spec: BenchSpec) -> Result<()> {
             let agent = ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(10))
                 .build();
+            let node = &rpcs[t % rpcs.len()];
             let mut sent = 0u64;
             let began = Instant::now();
             while !stop.load(Ordering::Relaxed) {
@@ -290,10 +293,16 @@ pub fn run(spec: BenchSpec) -> Result<()> {
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                 }
                 let (body, hashes) = signed.pop_front().unwrap_or_else(|| signer.batch());
-                let node = &rpcs[(sent as usize / BATCH) % rpcs.len()];
+                // Recorded before sending: the block may commit before the reply is read.
                 let now = Instant::now();
+                let mut map = submitted.lock().expect("not poisoned");
+                map.extend(hashes.iter().map(|h| (*h, now)));
+                drop(map);
                 let reply: Option<Value> = agent
                     .post(&format!("http://{node}/"))
                     .set("content-type", "application/json")
@@ -303,17 +312,17 @@ pub fn run(spec: BenchSpec) -> Result<()> {
                 let codes: Vec<u64> = reply
                     .as_ref()
                     .and_then(Value::as_array)
+                    .filter(|a| a.len() == hashes.len())
                     .map(|a| {
                         a.iter()
                             .map(|r| r["result"]["code"].as_u64().unwrap_or(u64::MAX))
                             .collect()
                     })
-                    .unwrap_or_else(|| vec![u64::MAX; BATCH]);
+                    .unwrap_or_else(|| vec![u64::MAX; hashes.len()]);
                 let mut map = submitted.lock().expect("not poisoned");
-                for (h, code) in hashes.into_iter().zip(codes) {
-                    if code == 0 {
-                        map.insert(h, now);
-                    } else {
+                for (h, code) in hashes.iter().zip(codes) {
+                    if code != 0 {
+                        map.remove(h);
                         rejected.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -339,8 +348,13 @@ pub fn run(spec: BenchSpec) -> Result<()> {
     let drain_until = deadline + Duration::from_secs(10);
     loop {
         let now = Instant::now();
-        if now >= deadline {
+        if now >= deadline && !stop.load(Ordering::Relaxed) {
+            // Senders finish the request they are in; after that nothing more is
+            // submitted, so an empty map below means everything accepted has committed.
             stop.store(true, Ordering::Relaxed);
+            for t in std::mem::take(&mut threads) {
+                let _ = t.join();
+            }
         }
         if now >= drain_until
             || (now >= deadline && submitted.lock().expect("not poisoned").is_empty())
@@ -377,9 +391,6 @@ pub fn run(spec: BenchSpec) -> Result<()> {
         drop(map);
         next += 1;
     }
-    for t in threads {
-        let _ = t.join();
-    }
     let window = spec.duration.as_secs_f64();
     let usage: Vec<(f64, f64)> = nodes.0.iter().map(|c| usage(c.id())).collect();
     latencies.sort_by(f64::total_cmp);
@@ -395,6 +406,8 @@ pub fn run(spec: BenchSpec) -> Result<()> {
         "tps": tps,
         "committed": latencies.len(),
         "rejected": rejected.load(Ordering::Relaxed),
+        // Accepted by a node but not seen in a block by the end of the drain (10 s).
+        "uncommitted": submitted.lock().expect("not poisoned").len(),
         "latency_ms_p50": percentile(&latencies, 0.5),
         "latency_ms_p95": percentile(&latencies, 0.95),
         "latency_ms_p99": percentile(&latencies, 0.99),

@@ -251,3 +251,49 @@ fn testnet_docker_writes_a_compose_file_and_container_configs() {
     }
     assert!(compose.contains("subnet: 172.30.0.0/24"));
 }
+
+/// The README's benchmark command, briefly and at a low offered rate: every transfer
+/// commits, none is refused, and the report carries the figures tooling reads.
+#[test]
+fn bench_commits_what_it_offers_and_writes_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let o = basalt(&[
+        "bench",
+        "--duration",
+        "6",
+        "--rate",
+        "100",
+        "--accounts",
+        "100",
+        "--base-port",
+        "28400",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("| tps |"), "{}", stdout(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in [
+        "tps",
+        "latency_ms_p50",
+        "latency_ms_p99",
+        "block_interval_ms_p50",
+        "rss_mb_max",
+    ] {
+        assert!(
+            report[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {report}"
+        );
+    }
+    assert_eq!(report["indexer"], "null");
+    assert_eq!(report["rejected"], 0, "{report}");
+    // 6 s at 100/s: about 600 offered, every accepted one committed.
+    assert_eq!(report["uncommitted"], 0, "{report}");
+    assert!(report["committed"].as_u64().unwrap() >= 500, "{report}");
+    assert!(
+        report["empty_blocks_per_s"].as_f64().unwrap() > 1.0,
+        "{report}"
+    );
+}
