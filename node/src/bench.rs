@@ -1,9 +1,9 @@
 //! `basalt bench`: starts an N-validator localnet tuned for throughput (its indexer chosen
 //! by `--indexer`), funds K sender accounts in its genesis, signs the run's transfers up
 //! front, sends them through JSON-RPC batches (at a fixed offered rate, or as fast as the
-//! nodes take them), and measures from the client side: committed
-//! tx/s, submit→commit latency, block interval, txs per block, rejections, empty blocks per
-//! second, and each node's CPU time and peak RSS. Prints a markdown table; `--json` writes
+//! nodes take them), and measures from the client side: committed tx/s, submit→commit
+//! latency, block interval, txs per block, rejections, empty blocks per second, and each
+//! node's CPU time and peak RSS. Prints a markdown table; `--json` writes
 //! the figures for tooling.
 
 use crate::client::Client;
@@ -52,6 +52,15 @@ struct Signer {
 }
 
 impl Signer {
+    fn new(keys: Vec<PrivateKey>) -> Signer {
+        let nonces = vec![0; keys.len()];
+        Signer {
+            keys,
+            nonces,
+            next: 0,
+        }
+    }
+
     /// The body of one `broadcast_tx_sync` batch and the hashes of its transfers.
     fn batch(&mut self) -> (String, Vec<Hash>) {
         let to = Address([0xBE; 20]);
@@ -251,9 +260,8 @@ pub fn run(spec: BenchSpec) -> Result<()> {
     }
     // Load: SENDERS threads, each with its share of the accounts and one node (as a wallet
     // uses one endpoint: an account's next nonce then never reaches a node before the one
-    // before it).
-    // Wallets sign on their own machines, not on the validators': each thread signs its
-    // share of the run before the clock starts, so the two cores measure the nodes.
+    // before it). Wallets sign on their own machines, not on the validators': each thread
+    // signs its share of the run before the clock starts, so the two cores measure the nodes.
     let presign = spec.rate.unwrap_or(SATURATION_PRESIGN) * spec.duration.as_secs();
     let presign_batches = (presign as usize).div_ceil(BATCH * SENDERS);
     eprintln!("signing {} transfers…", presign_batches * BATCH * SENDERS);
@@ -263,12 +271,7 @@ pub fn run(spec: BenchSpec) -> Result<()> {
     let ready = Arc::new(std::sync::Barrier::new(SENDERS + 1));
     let mut threads = Vec::new();
     for t in 0..SENDERS {
-        let mut signer = Signer {
-            keys: keys.iter().skip(t).step_by(SENDERS).cloned().collect(),
-            nonces: Vec::new(),
-            next: 0,
-        };
-        signer.nonces = vec![0; signer.keys.len()];
+        let mut signer = Signer::new(keys.iter().skip(t).step_by(SENDERS).cloned().collect());
         let (submitted, rejected, stop, rpcs, ready) = (
             submitted.clone(),
             rejected.clone(),
@@ -333,8 +336,10 @@ pub fn run(spec: BenchSpec) -> Result<()> {
     }
     ready.wait();
     eprintln!(
-        "sending for {:?} (timeout_commit {} ms, indexer {:?})…",
-        spec.duration, spec.timeout_commit_ms, spec.indexer
+        "sending for {:?} (timeout_commit {} ms, indexer {})…",
+        spec.duration,
+        spec.timeout_commit_ms,
+        spec.indexer.name()
     );
     let load_start = Instant::now();
     // Watch blocks as they commit and match their transactions.
@@ -399,7 +404,7 @@ pub fn run(spec: BenchSpec) -> Result<()> {
     let report = json!({
         "validators": spec.validators,
         "timeout_commit_ms": spec.timeout_commit_ms,
-        "indexer": format!("{:?}", spec.indexer).to_lowercase(),
+        "indexer": spec.indexer.name(),
         "duration_s": window,
         "offered_rate": spec.rate,
         "accounts": spec.accounts,

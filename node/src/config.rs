@@ -103,6 +103,16 @@ pub enum Indexer {
     Null,
 }
 
+impl Indexer {
+    /// The name in `config.toml` (and on the `bench` command line).
+    pub fn name(self) -> &'static str {
+        match self {
+            Indexer::Kv => "kv",
+            Indexer::Null => "null",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
@@ -203,10 +213,7 @@ impl Config {
             commit = self.consensus.timeout_commit_ms,
             max_txs = self.mempool.max_txs,
             max_bytes = self.mempool.max_bytes,
-            indexer = q(match self.tx_index.indexer {
-                Indexer::Kv => "kv",
-                Indexer::Null => "null",
-            }),
+            indexer = q(self.tx_index.indexer.name()),
         )
     }
 

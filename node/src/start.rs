@@ -47,7 +47,7 @@ impl Backend for NodeBackend {
         // Signature checks cost the most per transaction: do them here, on the server's
         // worker threads, so the node task only checks state.
         let verified_tx = submitted_tx(&method, &params).and_then(|tx| {
-            crate::sigcheck::each_valid(std::slice::from_ref(&tx))[0]
+            crate::sigcheck::all_valid(std::slice::from_ref(&tx))
                 .then(|| basalt_runtime::tx_hash(&tx))
         });
         self.send(method, params, verified_tx).await?.await
@@ -59,15 +59,18 @@ impl Backend for NodeBackend {
         &self,
         calls: Vec<(String, Map<String, Value>)>,
     ) -> Vec<Result<Value, RpcError>> {
-        let txs: Vec<(usize, Vec<u8>)> = calls
+        let (at, txs): (Vec<usize>, Vec<Vec<u8>>) = calls
             .iter()
             .enumerate()
             .filter_map(|(i, (m, p))| submitted_tx(m, p).map(|tx| (i, tx)))
-            .collect();
-        let bytes: Vec<Vec<u8>> = txs.iter().map(|(_, tx)| tx.clone()).collect();
+            .unzip();
         let mut verified: Vec<Option<basalt_types::Hash>> = vec![None; calls.len()];
-        for ((i, tx), ok) in txs.iter().zip(crate::sigcheck::each_valid(&bytes)) {
-            verified[*i] = ok.then(|| basalt_runtime::tx_hash(tx));
+        for ((i, tx), ok) in at
+            .into_iter()
+            .zip(&txs)
+            .zip(crate::sigcheck::each_valid(&txs))
+        {
+            verified[i] = ok.then(|| basalt_runtime::tx_hash(tx));
         }
         let mut pending = Vec::with_capacity(calls.len());
         for ((method, params), verified_tx) in calls.into_iter().zip(verified) {

@@ -94,13 +94,20 @@ impl TxRecord {
             ("tx.hash".to_string(), hash.to_hex()),
             ("tx.height".to_string(), self.height.to_string()),
         ];
-        for (kind, attrs) in &self.events {
-            for (k, v) in attrs {
-                out.push((format!("{kind}.{k}"), v.clone()));
-            }
-        }
+        out.extend(event_attributes(&self.events));
         out
     }
+}
+
+/// The composite `type.key = value` attributes of a transaction's events.
+fn event_attributes(
+    events: &[(String, Vec<(String, String)>)],
+) -> impl Iterator<Item = (String, String)> + '_ {
+    events.iter().flat_map(|(kind, attrs)| {
+        attrs
+            .iter()
+            .map(move |(k, v)| (format!("{kind}.{k}"), v.clone()))
+    })
 }
 
 /// `I key 0 value 0 height` → the hashes of that block's transactions with the attribute,
@@ -203,12 +210,7 @@ fn index_block(batch: &mut sled::Batch, block: &Block, results: &BlockResults) {
             index: i as u32,
         };
         batch.insert(prefixed(TX, hash.as_bytes()), enc(&at));
-        let attributes = outcome.events.iter().flat_map(|(kind, attrs)| {
-            attrs
-                .iter()
-                .map(move |(k, v)| (format!("{kind}.{k}"), v.clone()))
-        });
-        for (k, v) in attributes {
+        for (k, v) in event_attributes(&outcome.events) {
             let hashes = index.entry((k, v)).or_default();
             if !hashes.ends_with(hash.as_bytes()) {
                 hashes.extend_from_slice(hash.as_bytes());
