@@ -45,6 +45,16 @@ pub struct RpcConfig {
     pub cors_allowed_origins: Vec<String>,
     #[serde(default = "defaults::max_open_connections")]
     pub max_open_connections: usize,
+    #[serde(default = "defaults::max_open_connections_per_ip")]
+    pub max_open_connections_per_ip: usize,
+    #[serde(default = "defaults::read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    #[serde(default = "defaults::idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    #[serde(default = "defaults::ws_read_wait_ms")]
+    pub ws_read_wait_ms: u64,
+    #[serde(default = "defaults::ws_write_wait_ms")]
+    pub ws_write_wait_ms: u64,
 }
 
 mod defaults {
@@ -68,6 +78,21 @@ mod defaults {
     }
     pub fn max_open_connections() -> usize {
         900
+    }
+    pub fn max_open_connections_per_ip() -> usize {
+        300
+    }
+    pub fn read_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn idle_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn ws_read_wait_ms() -> u64 {
+        30_000
+    }
+    pub fn ws_write_wait_ms() -> u64 {
+        10_000
     }
 }
 
@@ -142,6 +167,11 @@ impl Config {
                 timeout_broadcast_tx_commit_ms: defaults::timeout_broadcast_tx_commit_ms(),
                 cors_allowed_origins: Vec::new(),
                 max_open_connections: defaults::max_open_connections(),
+                max_open_connections_per_ip: defaults::max_open_connections_per_ip(),
+                read_timeout_ms: defaults::read_timeout_ms(),
+                idle_timeout_ms: defaults::idle_timeout_ms(),
+                ws_read_wait_ms: defaults::ws_read_wait_ms(),
+                ws_write_wait_ms: defaults::ws_write_wait_ms(),
             },
             consensus: ConsensusConfig {
                 create_empty_blocks: true,
@@ -182,8 +212,17 @@ impl Config {
              timeout_broadcast_tx_commit_ms = {commit_timeout}\n\
              # Origins browsers may call from (\"*\" for any); empty sends no CORS headers.\n\
              cors_allowed_origins = [{cors}]\n\
-             # HTTP connections at once; more are closed on accept.\n\
-             max_open_connections = {max_conns}\n\n\
+             # HTTP connections at once, and from one source address (0: no cap); more are closed on accept.\n\
+             max_open_connections = {max_conns}\n\
+             max_open_connections_per_ip = {max_conns_ip}\n\
+             # From accept, request headers must arrive within read_timeout_ms (and each body within it\n\
+             # once its headers are in); a kept-alive connection idle for idle_timeout_ms is closed (ms).\n\
+             read_timeout_ms = {read_timeout}\n\
+             idle_timeout_ms = {idle_timeout}\n\
+             # A WebSocket client silent for ws_read_wait_ms (pinged every 9/10 of it) is closed, and so\n\
+             # is one that does not take a message within ws_write_wait_ms.\n\
+             ws_read_wait_ms = {ws_read}\n\
+             ws_write_wait_ms = {ws_write}\n\n\
              [consensus]\n\
              # Propose blocks even when the mempool is empty.\n\
              create_empty_blocks = {empty}\n\
@@ -208,6 +247,11 @@ impl Config {
             rpc_timeout = self.rpc.timeout_ms,
             commit_timeout = self.rpc.timeout_broadcast_tx_commit_ms,
             max_conns = self.rpc.max_open_connections,
+            max_conns_ip = self.rpc.max_open_connections_per_ip,
+            read_timeout = self.rpc.read_timeout_ms,
+            idle_timeout = self.rpc.idle_timeout_ms,
+            ws_read = self.rpc.ws_read_wait_ms,
+            ws_write = self.rpc.ws_write_wait_ms,
             cors = self.rpc.cors_allowed_origins.iter().map(|o| q(o)).collect::<Vec<_>>().join(", "),
             empty = self.consensus.create_empty_blocks,
             commit = self.consensus.timeout_commit_ms,

@@ -216,6 +216,11 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
     rpc_config.timeout = Duration::from_millis(config.rpc.timeout_ms);
     rpc_config.cors_allowed_origins = config.rpc.cors_allowed_origins.clone();
     rpc_config.max_open_connections = config.rpc.max_open_connections;
+    rpc_config.max_open_connections_per_ip = config.rpc.max_open_connections_per_ip;
+    rpc_config.read_timeout = Duration::from_millis(config.rpc.read_timeout_ms);
+    rpc_config.idle_timeout = Duration::from_millis(config.rpc.idle_timeout_ms);
+    rpc_config.ws_read_wait = Duration::from_millis(config.rpc.ws_read_wait_ms);
+    rpc_config.ws_write_wait = Duration::from_millis(config.rpc.ws_write_wait_ms);
     let backend = NodeBackend {
         calls: api_tx,
         events: events.clone(),

@@ -6,6 +6,7 @@
 //! hands each call to a [`Backend`] as a method name and named parameters. [`shapes`] holds
 //! the helpers that render Basalt's types in CometBFT's JSON.
 
+mod conn;
 pub mod metrics;
 pub mod query;
 pub mod shapes;
@@ -47,7 +48,7 @@ impl RpcError {
         Self::new(
             -32601,
             "Method not found",
-            format!("unknown method {method:?}"),
+            format!("unknown method {}", quote(method)),
         )
     }
     pub fn invalid_params(data: impl Into<String>) -> Self {
@@ -56,13 +57,44 @@ impl RpcError {
     pub fn internal(data: impl Into<String>) -> Self {
         Self::new(-32603, "Internal error", data)
     }
+    /// `data` longer than [`MAX_ERROR_DATA`] is cut there: an error never echoes a large
+    /// input back whole, whichever message quoted it.
     fn new(code: i64, message: &str, data: impl Into<String>) -> Self {
+        let mut data = data.into();
+        if data.len() > MAX_ERROR_DATA {
+            let cut = floor_char_boundary(&data, MAX_ERROR_DATA);
+            data.truncate(cut);
+            data.push('…');
+        }
         RpcError {
             code,
             message: message.into(),
-            data: data.into(),
+            data,
         }
     }
+}
+
+/// Longest `data` of an error, in bytes.
+pub const MAX_ERROR_DATA: usize = 256;
+
+/// Longest piece of user input quoted in an error.
+const MAX_QUOTE: usize = 64;
+
+/// User input for an error message: debug-quoted, cut to a short prefix with the full
+/// length said, so that a 100 KB method name does not come back whole.
+pub fn quote(input: &str) -> String {
+    if input.len() <= MAX_QUOTE {
+        return format!("{input:?}");
+    }
+    let cut = floor_char_boundary(input, MAX_QUOTE);
+    format!("{:?}… ({} bytes)", &input[..cut], input.len())
+}
+
+fn floor_char_boundary(s: &str, mut at: usize) -> usize {
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// What the server needs from the node: answer one method call, a stream of events for
@@ -119,8 +151,20 @@ pub struct RpcConfig {
     pub cors_allowed_origins: Vec<String>,
     /// Open HTTP connections at once (CometBFT: 900); more are closed on accept.
     pub max_open_connections: usize,
-    /// A client must send its request headers, and its body, within this time.
+    /// Open HTTP connections from one source address (0: no cap); more are closed on
+    /// accept, so that one host cannot take every slot.
+    pub max_open_connections_per_ip: usize,
+    /// From accept, a client must send its request headers within this time (before its
+    /// first byte too), and each request body within this time once its headers are in.
     pub read_timeout: Duration,
+    /// A kept-alive connection with no request in progress is closed after this time.
+    pub idle_timeout: Duration,
+    /// A WebSocket client that sends nothing, not even the pong to the server's pings
+    /// (every 9/10 of this), for this long is closed (CometBFT: 30 s).
+    pub ws_read_wait: Duration,
+    /// A WebSocket message the client does not take within this time closes it
+    /// (CometBFT: 10 s).
+    pub ws_write_wait: Duration,
 }
 
 impl RpcConfig {
@@ -134,7 +178,11 @@ impl RpcConfig {
             max_subscriptions_per_client: 5,
             cors_allowed_origins: Vec::new(),
             max_open_connections: 900,
+            max_open_connections_per_ip: 300,
             read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            ws_read_wait: Duration::from_secs(30),
+            ws_write_wait: Duration::from_secs(10),
         }
     }
 }
@@ -142,23 +190,31 @@ impl RpcConfig {
 pub(crate) struct Ctx<B> {
     pub(crate) backend: B,
     pub(crate) config: RpcConfig,
-    pub(crate) ws_clients: AtomicUsize,
+    pub(crate) ws_clients: Arc<AtomicUsize>,
 }
 
 /// Binds now (so a port in use is reported at start) and serves in a spawned task. Each
-/// connection must send its headers within `read_timeout` (slow clients are cut off, not
-/// kept forever) and at most `max_open_connections` are served at once.
+/// connection lives under the deadlines of [`conn`] and takes one of the [`conn::Slots`]
+/// (global and per source address); one over either cap is closed on accept.
 pub async fn serve<B: Backend>(config: RpcConfig, backend: B) -> std::io::Result<SocketAddr> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use tower::ServiceExt;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_open_connections));
-    let read_timeout = config.read_timeout;
+    let slots = conn::Slots::new(
+        config.max_open_connections,
+        config.max_open_connections_per_ip,
+    );
+    let deadlines = conn::Deadlines {
+        headers: config.read_timeout,
+        idle: config.idle_timeout,
+        // Reading the body, the call, writing the answer.
+        busy: config.read_timeout * 2 + config.timeout,
+    };
+    let max_body = config.max_body_bytes as u64;
     let app = router(config, backend);
     tokio::spawn(async move {
         loop {
-            let (stream, _) = match listener.accept().await {
+            let (stream, peer) = match listener.accept().await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!("rpc accept: {e}");
@@ -166,28 +222,59 @@ pub async fn serve<B: Backend>(config: RpcConfig, backend: B) -> std::io::Result
                     continue;
                 }
             };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                tracing::debug!("rpc connection refused: max_open_connections reached");
-                continue; // dropping the stream closes it
+            let slot = match slots.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(why) => {
+                    tracing::debug!(%peer, ?why, "rpc connection refused: connection cap reached");
+                    continue; // dropping the stream closes it
+                }
             };
-            let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
-                |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
-            ));
+            let shared = conn::ConnShared::new();
+            let io = TokioIo::new(conn::Watched::new(stream, max_body, shared.clone()));
+            let service = connection_service(app.clone(), shared.clone());
             tokio::spawn(async move {
                 let mut builder =
                     hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                builder
-                    .http1()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(read_timeout);
-                let _ = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .await;
-                drop(permit);
+                builder.http1().timer(TokioTimer::new());
+                let connection = builder.serve_connection_with_upgrades(io, service);
+                tokio::select! {
+                    _ = connection => {}
+                    _ = conn::watchdog(&shared, deadlines) => {
+                        tracing::debug!(%peer, "rpc connection closed: past its deadline");
+                    }
+                }
+                drop(slot);
             });
         }
     });
     Ok(addr)
+}
+
+/// The router as one connection's hyper service: each request carries the connection's
+/// [`conn::ConnShared`] (so the body reader learns of an oversized chunk) and counts as
+/// in progress until its response body has been sent.
+fn connection_service(
+    app: Router,
+    shared: Arc<conn::ConnShared>,
+) -> impl hyper::service::Service<
+    axum::http::Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<Response, std::convert::Infallible>> + Send,
+> + Clone {
+    use tower::ServiceExt;
+    let service = move |req: axum::http::Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        let shared = shared.clone();
+        async move {
+            let busy = shared.begin();
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(shared);
+            let resp = app.oneshot(req).await?;
+            Ok(resp.map(|body| axum::body::Body::new(conn::Guarded::new(body, busy))))
+        }
+    };
+    hyper::service::service_fn(service)
 }
 
 pub fn router<B: Backend>(config: RpcConfig, backend: B) -> Router {
@@ -196,7 +283,7 @@ pub fn router<B: Backend>(config: RpcConfig, backend: B) -> Router {
     let ctx = Arc::new(Ctx {
         backend,
         config,
-        ws_clients: AtomicUsize::new(0),
+        ws_clients: Arc::new(AtomicUsize::new(0)),
     });
     Router::new()
         .route("/", post(post_handler::<B>))
@@ -371,25 +458,50 @@ async fn batch<B: Backend>(ctx: &Ctx<B>, items: Vec<Value>) -> Vec<Value> {
         .collect()
 }
 
+fn too_large(limit: usize) -> Response {
+    let e = RpcError::invalid_request(format!("request body exceeds {limit} bytes"));
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(envelope(Value::from(-1), Err(e))),
+    )
+        .into_response()
+}
+
 async fn post_handler<B: Backend>(
     State(ctx): State<Arc<Ctx<B>>>,
     req: axum::extract::Request,
 ) -> Response {
-    // The body must arrive within the read timeout and fit the limit.
-    let read = axum::body::to_bytes(req.into_body(), ctx.config.max_body_bytes);
-    let body = match tokio::time::timeout(ctx.config.read_timeout, read).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
-            let e = RpcError::invalid_request(format!(
-                "request body exceeds {} bytes",
-                ctx.config.max_body_bytes
-            ));
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Json(envelope(Value::from(-1), Err(e))),
-            )
-                .into_response();
+    let limit = ctx.config.max_body_bytes;
+    // A declared length over the limit is refused before reading (and so before hyper
+    // sends `100 Continue` to a client that asked for it).
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(limit);
+    }
+    let conn = req.extensions().get::<Arc<conn::ConnShared>>().cloned();
+    // The body must arrive within the read timeout and fit the limit; a chunk declared
+    // larger than the limit ends the wait at once.
+    let read = tokio::time::timeout(
+        ctx.config.read_timeout,
+        axum::body::to_bytes(req.into_body(), limit),
+    );
+    let oversized = async {
+        match &conn {
+            Some(c) => c.oversized().await,
+            None => std::future::pending().await,
         }
+    };
+    let read = tokio::select! {
+        r = read => r,
+        _ = oversized => return too_large(limit),
+    };
+    let body = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return too_large(limit),
         Err(_) => {
             let e = RpcError::invalid_request("request body not received in time");
             return (
@@ -464,7 +576,10 @@ pub fn param_u64(params: &Map<String, Value>, name: &str) -> Result<Option<u64>,
         }),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
-            RpcError::invalid_params(format!("{name} must be a non-negative integer, got {s:?}"))
+            RpcError::invalid_params(format!(
+                "{name} must be a non-negative integer, got {}",
+                quote(s)
+            ))
         }),
         Some(_) => Err(RpcError::invalid_params(format!(
             "{name} must be an integer"

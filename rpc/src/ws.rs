@@ -6,13 +6,16 @@
 
 use crate::query::Query;
 use crate::{dispatch, envelope, Backend, Ctx, RpcError};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{Instant, MissedTickBehavior};
 
 /// One event for subscribers: its attributes (composite keys such as `tm.event`,
 /// `tx.height`, `transfer.recipient`) and its JSON `data` (`{"type": …, "value": …}`).
@@ -34,24 +37,69 @@ impl RpcEvent {
     }
 }
 
+/// A WebSocket client's place under `max_ws_clients`, given back when dropped: when the
+/// session ends, and also when the upgrade never completes (a client that resets its
+/// connection during the handshake), because the upgrade callback that owns it is dropped.
+struct WsSlot(Arc<AtomicUsize>);
+
+impl WsSlot {
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| WsSlot(count.clone()))
+    }
+}
+
+impl Drop for WsSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// RFC 6455 §4.2.1: version 13, and a key that is the base64 of 16 bytes.
+fn handshake_error(headers: &HeaderMap) -> Option<&'static str> {
+    use base64::Engine;
+    let version = headers.get("sec-websocket-version").map(|v| v.as_bytes());
+    if version != Some(b"13") {
+        return Some("Sec-WebSocket-Version must be 13");
+    }
+    let key = headers.get("sec-websocket-key").map(|v| v.as_bytes());
+    let decoded = key.and_then(|k| base64::engine::general_purpose::STANDARD.decode(k).ok());
+    if decoded.is_none_or(|k| k.len() != 16) {
+        return Some("Sec-WebSocket-Key must be the base64 encoding of 16 bytes");
+    }
+    None
+}
+
 pub(crate) async fn handler<B: Backend>(
     State(ctx): State<Arc<Ctx<B>>>,
-    upgrade: WebSocketUpgrade,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let clients = ctx.ws_clients.fetch_add(1, Ordering::SeqCst);
-    if clients >= ctx.config.max_ws_clients {
-        ctx.ws_clients.fetch_sub(1, Ordering::SeqCst);
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if let Some(why) = handshake_error(&headers) {
+        return (StatusCode::BAD_REQUEST, why).into_response();
+    }
+    let Some(slot) = WsSlot::take(&ctx.ws_clients, ctx.config.max_ws_clients) else {
         return (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE,
             "too many WebSocket clients",
         )
             .into_response();
-    }
+    };
     upgrade
         .max_message_size(ctx.config.max_body_bytes)
         .on_upgrade(move |socket| async move {
+            // The callback owns the slot: it is given back when the session ends, or when
+            // the callback is dropped unrun because the upgrade failed.
+            let _slot = slot;
             serve(&ctx, socket).await;
-            ctx.ws_clients.fetch_sub(1, Ordering::SeqCst);
         })
 }
 
@@ -60,12 +108,22 @@ struct Subscription {
     query: Query,
 }
 
+/// One client's session. The server pings every 9/10 of `ws_read_wait` and closes a client
+/// that sent nothing (not even a pong) for `ws_read_wait`, as CometBFT does; a send that
+/// cannot be written within `ws_write_wait` closes it too.
 async fn serve<B: Backend>(ctx: &Ctx<B>, mut socket: WebSocket) {
+    let read_wait = ctx.config.ws_read_wait;
+    let write_wait = ctx.config.ws_write_wait;
     let mut events = ctx.backend.events();
     let mut subs: Vec<Subscription> = Vec::new();
+    let mut last_heard = Instant::now();
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + read_wait * 9 / 10, read_wait * 9 / 10);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             msg = socket.recv() => {
+                last_heard = Instant::now();
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t.to_string(),
                     Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
@@ -73,9 +131,18 @@ async fn serve<B: Backend>(ctx: &Ctx<B>, mut socket: WebSocket) {
                     _ => return, // closed, or an error
                 };
                 let reply = request(ctx, &text, &mut subs).await;
-                if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
+                if !send(&mut socket, Message::Text(reply.to_string().into()), write_wait).await {
                     return;
                 }
+            }
+            _ = ping.tick() => {
+                if !send(&mut socket, Message::Ping(Default::default()), write_wait).await {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(last_heard + read_wait) => {
+                tracing::debug!("websocket client silent for {read_wait:?}: closed");
+                return;
             }
             ev = events.recv(), if !subs.is_empty() => {
                 let ev = match ev {
@@ -93,7 +160,7 @@ async fn serve<B: Backend>(ctx: &Ctx<B>, mut socket: WebSocket) {
                             "data": *ev.data,
                             "events": ev.events_map(),
                         }});
-                        if socket.send(Message::Text(msg.to_string().into())).await.is_err() {
+                        if !send(&mut socket, Message::Text(msg.to_string().into()), write_wait).await {
                             return;
                         }
                     }
@@ -101,6 +168,14 @@ async fn serve<B: Backend>(ctx: &Ctx<B>, mut socket: WebSocket) {
             }
         }
     }
+}
+
+/// Sends one message within `wait`; false when the client is gone or does not read.
+async fn send(socket: &mut WebSocket, msg: Message, wait: std::time::Duration) -> bool {
+    matches!(
+        tokio::time::timeout(wait, socket.send(msg)).await,
+        Ok(Ok(()))
+    )
 }
 
 async fn request<B: Backend>(ctx: &Ctx<B>, text: &str, subs: &mut Vec<Subscription>) -> Value {
