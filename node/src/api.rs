@@ -99,25 +99,25 @@ impl Node {
             "consensus_state" => Ok(json!({"round_state": self.round_state(false)})),
             "dump_consensus_state" => Ok(json!({
                 "round_state": self.round_state(true),
-                "peers": self.peers.iter().map(|(p, h)| json!({"node_address": p.to_string(), "peer_state": {"last_height": h.to_string()}})).collect::<Vec<_>>(),
+                "peers": self.driver.peers.iter().map(|(p, h)| json!({"node_address": p.to_string(), "peer_state": {"last_height": h.to_string()}})).collect::<Vec<_>>(),
             })),
             "broadcast_tx_sync" | "broadcast_tx_async" => {
                 let tx = required(param_bytes(params, "tx")?, "tx")?;
-                let (r, hash) = self.submit_tx(tx, verified_tx);
+                let (r, hash) = self.submit_tx(tx, verified_tx).map_err(|e| self.stop(e))?;
                 Ok(
                     json!({"code": r.code, "data": "", "log": r.log, "codespace": "", "hash": hash.to_hex()}),
                 )
             }
             "check_tx" => {
                 let tx = required(param_bytes(params, "tx")?, "tx")?;
-                Ok(check_tx_json(&self.chain.runtime.check_tx(&tx)))
+                Ok(check_tx_json(&self.driver.chain.runtime.check_tx(&tx)))
             }
-            "tx" | "tx_search" if !self.store.indexes_txs() => {
+            "tx" | "tx_search" if !self.driver.store.indexes_txs() => {
                 Err(RpcError::internal("transaction indexing is disabled"))
             }
             "tx" => {
                 let hash = Hash(required(param_hash(params, "hash")?, "hash")?);
-                match self.store.tx(&hash).map_err(internal)? {
+                match self.driver.store.tx(&hash).map_err(internal)? {
                     Some(rec) => Ok(tx_json(&hash, &rec)),
                     None => Err(RpcError::internal(format!(
                         "tx ({}) not found",
@@ -132,26 +132,27 @@ impl Node {
                     .unwrap_or(30)
                     .clamp(1, MAX_PER_PAGE) as usize;
                 let txs: Vec<String> = self
+                    .driver
                     .mempool
                     .pending(limit)
                     .iter()
                     .map(|t| shapes::b64(t))
                     .collect();
                 Ok(
-                    json!({"n_txs": txs.len().to_string(), "total": self.mempool.len().to_string(),
-                    "total_bytes": self.mempool.size_bytes().to_string(), "txs": txs}),
+                    json!({"n_txs": txs.len().to_string(), "total": self.driver.mempool.len().to_string(),
+                    "total_bytes": self.driver.mempool.size_bytes().to_string(), "txs": txs}),
                 )
             }
             "num_unconfirmed_txs" => Ok(
-                json!({"n_txs": self.mempool.len().to_string(), "total": self.mempool.len().to_string(),
-                "total_bytes": self.mempool.size_bytes().to_string(), "txs": null}),
+                json!({"n_txs": self.driver.mempool.len().to_string(), "total": self.driver.mempool.len().to_string(),
+                "total_bytes": self.driver.mempool.size_bytes().to_string(), "txs": null}),
             ),
             "abci_info" => Ok(json!({"response": {
                 "data": "basalt",
                 "version": env!("CARGO_PKG_VERSION"),
                 "app_version": "0",
                 "last_block_height": self.last_height().to_string(),
-                "last_block_app_hash": shapes::b64(self.chain.runtime.app_hash().as_bytes()),
+                "last_block_app_hash": shapes::b64(self.driver.chain.runtime.app_hash().as_bytes()),
             }})),
             "abci_query" => self.abci_query(params),
             "broadcast_evidence" => self.broadcast_evidence(params),
@@ -160,7 +161,7 @@ impl Node {
     }
 
     pub(crate) fn last_height(&self) -> u64 {
-        self.chain.next_height() - 1
+        self.driver.chain.next_height() - 1
     }
 
     /// `height` or the latest; a height above the chain's is an error, as in CometBFT.
@@ -176,7 +177,7 @@ impl Node {
     }
 
     fn block_at(&self, h: u64) -> Result<Block, RpcError> {
-        self.store
+        self.driver.store
             .block(h)
             .map_err(internal)?
             .ok_or_else(|| RpcError::internal(format!("block {h} not found")))
@@ -184,7 +185,7 @@ impl Node {
 
     fn block_by_hash(&self, params: &Map<String, Value>) -> Result<Option<Block>, RpcError> {
         let id = basalt_types::BlockId(Hash(required(param_hash(params, "hash")?, "hash")?));
-        match self.store.height_of(&id).map_err(internal)? {
+        match self.driver.store.height_of(&id).map_err(internal)? {
             Some(h) => self.block_at(h).map(Some),
             None => Ok(None),
         }
@@ -195,28 +196,30 @@ impl Node {
             "protocol_version": {"p2p": "8", "block": "11", "app": "0"},
             "id": self.settings.node_id,
             "listen_addr": self.settings.p2p_listen,
-            "network": self.chain.chain_id(),
+            "network": self.driver.chain.chain_id(),
             "version": env!("CARGO_PKG_VERSION"),
             "channels": "",
             "moniker": self.settings.moniker,
-            "other": {"tx_index": if self.store.indexes_txs() { "on" } else { "off" },
+            "other": {"tx_index": if self.driver.store.indexes_txs() { "on" } else { "off" },
                 "rpc_address": format!("tcp://{}", self.settings.rpc_listen)},
         })
     }
 
     fn status(&self) -> Value {
-        let last = self.chain.last_header.as_ref();
+        let last = self.driver.chain.last_header.as_ref();
         let earliest = self
+            .driver
             .store
-            .block(self.chain.genesis.initial_height)
+            .block(self.driver.chain.genesis.initial_height)
             .ok()
             .flatten();
-        let genesis_time = &self.chain.genesis.genesis_time;
+        let genesis_time = &self.driver.chain.genesis.genesis_time;
         let time = |t: Option<basalt_types::Timestamp>| {
             t.map_or_else(|| genesis_time.clone(), shapes::rfc3339)
         };
-        let key = self.validator_key.unwrap_or(self.settings.node_key);
+        let key = self.driver.validator_key.unwrap_or(self.settings.node_key);
         let power = self
+            .driver
             .chain
             .validators()
             .get(&key.address())
@@ -225,14 +228,14 @@ impl Node {
             "node_info": self.node_info(),
             "sync_info": {
                 "latest_block_hash": last.map(|h| h.id().0.to_hex()).unwrap_or_default(),
-                "latest_app_hash": self.chain.runtime.app_hash().to_hex(),
+                "latest_app_hash": self.driver.chain.runtime.app_hash().to_hex(),
                 "latest_block_height": self.last_height().to_string(),
                 "latest_block_time": time(last.map(|h| h.time)),
                 "earliest_block_hash": earliest.as_ref().map(|b| b.id().0.to_hex()).unwrap_or_default(),
                 "earliest_app_hash": earliest.as_ref().map(|b| b.header.app_hash.to_hex()).unwrap_or_default(),
                 "earliest_block_height": earliest.as_ref().map_or(0, |b| b.header.height.0).to_string(),
                 "earliest_block_time": time(earliest.as_ref().map(|b| b.header.time)),
-                "catching_up": self.catching_up,
+                "catching_up": self.driver.catching_up,
             },
             "validator_info": {"address": key.address().to_hex(), "pub_key": shapes::pub_key(&key), "voting_power": power.to_string()},
         })
@@ -252,7 +255,7 @@ impl Node {
                         "protocol_version": {"p2p": "8", "block": "11", "app": "0"},
                         "id": id.to_lowercase(),
                         "listen_addr": info.addr,
-                        "network": self.chain.chain_id(),
+                        "network": self.driver.chain.chain_id(),
                         "version": "",
                         "channels": "",
                         "moniker": p.to_string(),
@@ -273,7 +276,7 @@ impl Node {
     }
 
     fn consensus_params_json(&self) -> Value {
-        let p = &self.chain.genesis.consensus_params;
+        let p = &self.driver.chain.genesis.consensus_params;
         json!({
             "block": {"max_bytes": p.block.max_bytes.to_string(), "max_gas": "-1"},
             "evidence": {"max_age_num_blocks": p.evidence.max_age_blocks.to_string(),
@@ -287,8 +290,9 @@ impl Node {
     /// The genesis file in CometBFT's genesis-document shape; Basalt's own application state
     /// (accounts, validators, staking parameters) is `app_state`.
     fn genesis_doc(&self) -> Value {
-        let g = &self.chain.genesis;
+        let g = &self.driver.chain.genesis;
         let validators: Vec<Value> = self
+            .driver
             .store
             .validator_set(g.initial_height)
             .ok()
@@ -317,7 +321,7 @@ impl Node {
 
     fn blockchain(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
         let last = self.last_height();
-        let first = self.chain.genesis.initial_height;
+        let first = self.driver.chain.genesis.initial_height;
         let max = param_u64(params, "maxHeight")?
             .filter(|h| *h > 0)
             .unwrap_or(last)
@@ -350,6 +354,7 @@ impl Node {
         // The canonical commit is the one the next block carries; the latest block has only
         // this node's own.
         let (commit, canonical) = match self
+            .driver
             .store
             .block(h + 1)
             .map_err(internal)?
@@ -357,7 +362,7 @@ impl Node {
         {
             Some(c) => (c, true),
             None => (
-                self.store
+                self.driver.store
                     .commit(h)
                     .map_err(internal)?
                     .ok_or_else(|| RpcError::internal(format!("no commit for {h}")))?,
@@ -371,20 +376,21 @@ impl Node {
     }
 
     fn validators(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
-        let next = self.chain.next_height();
+        let next = self.driver.chain.next_height();
         let height = match param_u64(params, "height")? {
             None | Some(0) => next - 1,
             Some(h) => h,
         }
-        .max(self.chain.genesis.initial_height);
+        .max(self.driver.chain.genesis.initial_height);
         let set = self
+            .driver
             .store
             .validator_set(height)
             .map_err(internal)?
             .ok_or_else(|| {
                 RpcError::invalid_params(format!(
                     "no validator set for height {height}; heights {} to {} are known",
-                    self.chain.genesis.initial_height,
+                    self.driver.chain.genesis.initial_height,
                     next + 1
                 ))
             })?;
@@ -406,6 +412,7 @@ impl Node {
         let h = self.height_param(params, "height")?;
         let block = self.block_at(h)?;
         let results = self
+            .driver
             .store
             .results(h)
             .map_err(internal)?
@@ -440,7 +447,7 @@ impl Node {
     }
 
     fn round_state(&self, full: bool) -> Value {
-        let e = &self.engine;
+        let e = &self.driver.engine;
         let h = e.height().0;
         let proposer = e.validators().map(|s| {
             let a = s.proposer_for_round(e.round().0);
@@ -465,6 +472,7 @@ impl Node {
             })
             .collect();
         let start = self
+            .driver
             .chain
             .last_header
             .as_ref()
@@ -507,10 +515,11 @@ impl Node {
             .find_map(|c| c.equals().map(|v| (c.key.clone(), v)))
         {
             Some((k, v)) => self
+                .driver
                 .store
-                .txs(&self.store.txs_with(&k, &v).map_err(internal)?)
+                .txs(&self.driver.store.txs_with(&k, &v).map_err(internal)?)
                 .map_err(internal)?,
-            None => self.store.all_txs().map_err(internal)?,
+            None => self.driver.store.all_txs().map_err(internal)?,
         };
         let mut hits: Vec<(Hash, TxRecord)> = candidates
             .into_iter()
@@ -538,7 +547,7 @@ impl Node {
             .map_err(|e| RpcError::invalid_params(e.to_string()))?;
         let desc = order_desc(params)?;
         let mut hits = Vec::new();
-        for h in self.chain.genesis.initial_height..=self.last_height() {
+        for h in self.driver.chain.genesis.initial_height..=self.last_height() {
             let a = vec![
                 ("block.height".to_string(), h.to_string()),
                 ("tm.event".to_string(), "NewBlock".to_string()),
@@ -571,10 +580,10 @@ impl Node {
         let height = self.last_height();
         let answer = if let Some(addr) = path.strip_prefix(NONCE_PATH) {
             basalt_types::Address::from_hex(addr)
-                .map(|a| json!({"address": a, "next_nonce": self.mempool.next_nonce(&self.chain.runtime, &a)}))
+                .map(|a| json!({"address": a, "next_nonce": self.driver.mempool.next_nonce(&self.driver.chain.runtime, &a)}))
                 .map_err(|e| e.to_string())
         } else {
-            self.chain.runtime.query(&path).map_err(|e| e.to_string())
+            self.driver.chain.runtime.query(&path).map_err(|e| e.to_string())
         };
         let (code, log, value) = match answer {
             Ok(v) => (0, String::new(), shapes::b64(v.to_string().as_bytes())),
@@ -594,14 +603,8 @@ impl Node {
             .ok_or_else(|| RpcError::invalid_params("evidence is required"))?;
         let ev = shapes::parse_evidence(ev).map_err(RpcError::invalid_params)?;
         let hash = Hash::of(&ev);
-        let basalt_types::Evidence::DuplicateVote(d) = &ev;
-        let chain = &self.chain;
-        chain
-            .runtime
-            .staking()
-            .check_double_sign(chain.chain_id(), d, chain.next_height())
-            .map_err(|e| RpcError::internal(format!("evidence refused: {e}")))?;
-        if self.submit_evidence(ev).map_err(internal)? {
+        let outcome = self.submit_evidence(ev).map_err(|e| self.stop(e))?;
+        if outcome.map_err(|e| RpcError::internal(format!("evidence refused: {e}")))? {
             tracing::info!(%hash, "evidence received through RPC");
         }
         Ok(json!({"hash": hash.to_hex()}))

@@ -72,6 +72,7 @@ pub struct Chain {
 }
 
 /// What applying a block produced, for logs, the mempool and the RPC.
+#[derive(Debug)]
 pub struct Applied {
     pub result: BlockResult,
     /// What the store keeps of it.

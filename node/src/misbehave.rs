@@ -3,7 +3,7 @@
 //! The validator signs a second, conflicting message with its raw key, past the double-sign
 //! guard, and gossips both.
 
-use crate::node::Node;
+use crate::driver::Driver;
 use crate::wire::ConsensusMsg;
 use basalt_types::{Block, BlockId, Hash, SignedProposal, SignedVote, Vote, VoteType};
 use std::str::FromStr;
@@ -43,7 +43,7 @@ impl FromStr for Misbehave {
     }
 }
 
-impl Node {
+impl Driver {
     fn misbehaving(&self, kind: Kind, height: u64) -> bool {
         self.misbehave
             .is_some_and(|m| m.kind == kind && height >= m.from)

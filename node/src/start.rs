@@ -1,13 +1,13 @@
 //! `basalt start`: load and check everything a node needs, failing with one clear message
 //! (bad genesis, data directory of another chain, port in use, unreadable key), then run.
 
-use crate::chain::Chain;
 use crate::config::Config;
-use crate::evidence_pool::EvidencePool;
 use crate::home::Home;
 use crate::keys;
 use crate::mempool::Mempool;
 use crate::metrics::Metrics;
+use crate::driver::verify::MemoVerifier;
+use crate::driver::{Driver, DriverParts};
 use crate::node::{ApiCall, Node, NodeParts, NodeSettings};
 use crate::signer::FileSigner;
 use crate::store::Store;
@@ -173,12 +173,7 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
         crate::config::Indexer::Null => store.without_tx_index(),
     };
     store.check_chain(&chain_id, &genesis.hash())?;
-    let evidence_bytes = genesis.consensus_params.evidence.max_bytes as usize * 4;
-    let (chain, replayed) = Chain::load(genesis, &store)?;
-    let evidence = EvidencePool::load(&store, evidence_bytes)?;
-    let next = chain.next_height();
-    store.save_validator_set(next, &chain.schedule.current)?;
-    store.save_validator_set(next + 1, &chain.schedule.next)?;
+    let (chain, evidence, replayed) = crate::driver::load_state(genesis, &store)?;
     tracing::info!(
         chain_id,
         height = chain.next_height() - 1,
@@ -191,7 +186,10 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
         let public = key.public_key();
         let s = FileSigner::open(key, &chain_id, &home.validator_state_file())?;
         tracing::info!(address = %public.address(), "validator key loaded");
-        Some((s, public))
+        Some(crate::driver::Validator {
+            signer: s,
+            key: public,
+        })
     } else {
         None
     };
@@ -244,23 +242,26 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
             broadcast_tx_commit_timeout: Duration::from_millis(
                 config.rpc.timeout_broadcast_tx_commit_ms,
             ),
-            create_empty_blocks: config.consensus.create_empty_blocks,
-            timeout_commit: Duration::from_millis(config.consensus.timeout_commit_ms),
             rpc_listen: rpc_addr.to_string(),
             p2p_listen: p2p_listen.to_string(),
         },
-        chain,
-        store,
-        mempool: Mempool::new(config.mempool.max_txs, config.mempool.max_bytes),
-        evidence,
-        signer,
-        wal,
+        driver: Driver::new(DriverParts {
+            chain,
+            store,
+            mempool: Mempool::new(config.mempool.max_txs, config.mempool.max_bytes),
+            evidence,
+            validator: signer,
+            wal: Box::new(wal),
+            verifier: Arc::new(MemoVerifier::default()),
+            create_empty_blocks: config.consensus.create_empty_blocks,
+            timeout_commit: Duration::from_millis(config.consensus.timeout_commit_ms),
+            #[cfg(feature = "byzantine")]
+            misbehave: options.misbehave,
+        }),
         wal_records: replay.records,
         p2p,
         events,
         metrics,
-        #[cfg(feature = "byzantine")]
-        misbehave: options.misbehave,
     };
     Node::run(parts, net, api_rx).await
 }

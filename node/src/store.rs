@@ -1,10 +1,12 @@
-//! The node's durable chain in sled: blocks, their commits, execution results, the
-//! transaction index and evidence, one key space with a one-byte prefix per kind.
+//! The node's durable chain: blocks, their commits, execution results, the transaction
+//! index and evidence, one key space with a one-byte prefix per kind, in sled on disk (or
+//! in [`crate::kv::MemKv`] under the simulator: the same layout code either way).
 //!
 //! A decided block and everything derived from it go to disk in one atomic batch followed by
 //! one flush: one durable write per block, never one per transaction, and never a block
 //! without its results (or the reverse) after a crash.
 
+use crate::kv::{Kv, KvBatch, KvError, MemKv, SledKv};
 use basalt_staking::ValidatorSet;
 use basalt_types::{Block, Commit, Hash};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -31,7 +33,7 @@ pub enum StoreError {
     #[error("database {path}: {source}")]
     Open { path: String, source: sled::Error },
     #[error("database: {0}")]
-    Db(#[from] sled::Error),
+    Db(#[from] KvError),
     #[error("database record {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("the data directory belongs to chain {found:?} (genesis {found_hash}), not to {expected:?} (genesis {expected_hash}); use a fresh --home for this chain")]
@@ -148,7 +150,7 @@ impl BlockResults {
 
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    db: std::sync::Arc<dyn Kv>,
     /// Whether committed transactions are indexed for `tx` and `tx_search` (CometBFT's
     /// `tx_index.indexer = "kv"`). Off (`"null"`), a block costs a handful of writes instead
     /// of two or more per transaction: what a validator that serves no queries wants.
@@ -164,9 +166,9 @@ fn piece_key(prefix: u8, height: u64, piece: u32) -> [u8; 13] {
 }
 
 /// Adds `bytes` to `batch` as pieces of at most [`BLOCK_PIECE`] bytes under `prefix height`.
-fn put_pieces(batch: &mut sled::Batch, prefix: u8, height: u64, bytes: &[u8]) {
+fn put_pieces(batch: &mut KvBatch, prefix: u8, height: u64, bytes: &[u8]) {
     for (i, piece) in bytes.chunks(BLOCK_PIECE).enumerate() {
-        batch.insert(&piece_key(prefix, height, i as u32), piece);
+        batch.insert(piece_key(prefix, height, i as u32), piece);
     }
 }
 
@@ -196,7 +198,7 @@ fn enc<T: BorshSerialize>(v: &T) -> Vec<u8> {
 }
 
 /// Adds a block's transaction records and index entries to `batch`.
-fn index_block(batch: &mut sled::Batch, block: &Block, results: &BlockResults) {
+fn index_block(batch: &mut KvBatch, block: &Block, results: &BlockResults) {
     let h = block.header.height.0;
     // One index entry per (attribute, value) per block, listing the block's matching
     // transactions: a block of transfers to one recipient writes one recipient key, not
@@ -235,12 +237,7 @@ impl Store {
                 .cache_capacity(32 * 1024 * 1024)
                 .open()
             {
-                Ok(db) => {
-                    return Ok(Store {
-                        db,
-                        index_txs: true,
-                    })
-                }
+                Ok(db) => return Ok(Store::on(std::sync::Arc::new(SledKv(db)))),
                 Err(sled::Error::Io(e))
                     if e.to_string().contains("could not acquire lock")
                         && started.elapsed() < std::time::Duration::from_secs(2) =>
@@ -255,6 +252,19 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// A store over any key space (memory for the simulator and tests).
+    pub fn on(db: std::sync::Arc<dyn Kv>) -> Store {
+        Store {
+            db,
+            index_txs: true,
+        }
+    }
+
+    /// A store in memory, sharing `kv` (see [`MemKv::crash`]).
+    pub fn in_memory(kv: &MemKv) -> Store {
+        Store::on(std::sync::Arc::new(kv.clone()))
     }
 
     /// This store without the transaction index: blocks are stored without `T` and `I`
@@ -277,11 +287,13 @@ impl Store {
         let want = enc(&(chain_id.to_string(), *genesis_hash));
         match self.db.get(&k)? {
             None => {
-                self.db.insert(k, want)?;
+                let mut b = KvBatch::default();
+                b.insert(k, want);
+                self.db.apply(b)?;
                 self.db.flush()?;
                 Ok(())
             }
-            Some(v) if v.as_ref() == want.as_slice() => Ok(()),
+            Some(v) if v == want => Ok(()),
             Some(v) => {
                 let (found, found_hash): (String, Hash) = decode(&k, &v)?;
                 Err(StoreError::OtherChain {
@@ -296,12 +308,7 @@ impl Store {
 
     /// The highest stored height, if any block is stored.
     pub fn last_height(&self) -> Result<Option<u64>, StoreError> {
-        let last = self
-            .db
-            .scan_prefix([BLOCK])
-            .keys()
-            .next_back()
-            .transpose()?;
+        let last = self.db.last_key(&[BLOCK])?;
         Ok(last.map(|k| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&k[1..9]);
@@ -323,8 +330,8 @@ impl Store {
         height: u64,
     ) -> Result<Option<T>, StoreError> {
         let mut bytes = Vec::new();
-        for piece in self.db.scan_prefix(key(prefix, height)).values() {
-            bytes.extend_from_slice(&piece?);
+        for (_, piece) in self.db.scan_prefix(&key(prefix, height))? {
+            bytes.extend_from_slice(&piece);
         }
         if bytes.is_empty() {
             return Ok(None);
@@ -403,7 +410,9 @@ impl Store {
 
     /// Records the set of `height` (at start, for the two heights the schedule knows).
     pub fn save_validator_set(&self, height: u64, set: &ValidatorSet) -> Result<(), StoreError> {
-        self.db.insert(key(VALSET, height), enc(set))?;
+        let mut b = KvBatch::default();
+        b.insert(key(VALSET, height), enc(set));
+        self.db.apply(b)?;
         Ok(())
     }
 
@@ -434,16 +443,16 @@ impl Store {
         set_after_next: &ValidatorSet,
     ) -> Result<(), StoreError> {
         let h = block.header.height.0;
-        let mut batch = sled::Batch::default();
-        batch.insert(&key(VALSET, h + 2), enc(set_after_next));
+        let mut batch = KvBatch::default();
+        batch.insert(key(VALSET, h + 2), enc(set_after_next));
         put_pieces(&mut batch, BLOCK, h, &enc(block));
         batch.insert(prefixed(BLOCK_BY_ID, block.id().0.as_bytes()), enc(&h));
-        batch.insert(&key(COMMIT, h), enc(commit));
+        batch.insert(key(COMMIT, h), enc(commit));
         put_pieces(&mut batch, RESULTS, h, &enc(results));
         if self.index_txs {
             index_block(&mut batch, block, results);
         }
-        self.db.apply_batch(batch)?;
+        self.db.apply(batch)?;
         Ok(())
     }
 
@@ -475,8 +484,7 @@ impl Store {
             _ => {}
         }
         let mut out = Vec::new();
-        for r in self.db.scan_prefix(index_prefix(k, v)).values() {
-            let hashes = r?;
+        for (_, hashes) in self.db.scan_prefix(&index_prefix(k, v))? {
             if !hashes.len().is_multiple_of(32) {
                 return Err(StoreError::Corrupt {
                     key: format!("tx index {k}={v}"),
@@ -495,8 +503,7 @@ impl Store {
     /// Every indexed transaction (for queries with no equality condition), in chain order.
     pub fn all_txs(&self) -> Result<Vec<(Hash, TxRecord)>, StoreError> {
         let mut all = Vec::new();
-        for item in self.db.scan_prefix([TX]) {
-            let (k, v) = item?;
+        for (k, v) in self.db.scan_prefix(&[TX])? {
             let at: TxLocation = decode(&k, &v)?;
             let mut h = [0u8; 32];
             h.copy_from_slice(&k[1..33]);
@@ -508,23 +515,24 @@ impl Store {
 
     /// Keeps a piece of evidence (keyed by its hash) for the evidence pool.
     pub fn save_evidence(&self, ev: &basalt_types::Evidence) -> Result<(), StoreError> {
-        self.db
-            .insert(prefixed(EVIDENCE, Hash::of(ev).as_bytes()), enc(ev))?;
+        let mut b = KvBatch::default();
+        b.insert(prefixed(EVIDENCE, Hash::of(ev).as_bytes()), enc(ev));
+        self.db.apply(b)?;
         Ok(())
     }
 
     pub fn remove_evidence(&self, hash: &Hash) -> Result<(), StoreError> {
-        self.db.remove(prefixed(EVIDENCE, hash.as_bytes()))?;
+        let mut b = KvBatch::default();
+        b.remove(prefixed(EVIDENCE, hash.as_bytes()));
+        self.db.apply(b)?;
         Ok(())
     }
 
     pub fn evidence(&self) -> Result<Vec<basalt_types::Evidence>, StoreError> {
         self.db
-            .scan_prefix([EVIDENCE])
-            .map(|item| {
-                let (k, v) = item?;
-                decode(&k, &v)
-            })
+            .scan_prefix(&[EVIDENCE])?
+            .into_iter()
+            .map(|(k, v)| decode(&k, &v))
             .collect()
     }
 }
@@ -603,7 +611,7 @@ mod tests {
         let mut big = block(500);
         big.txs = (0..5u8).map(|i| vec![i; 7_000]).collect();
         save(&s, &big, vec![TxOutcome::default(); 5]);
-        assert!(s.db.scan_prefix(key(BLOCK, 500)).count() > 4);
+        assert!(s.db.scan_prefix(&key(BLOCK, 500)).unwrap().len() > 4);
         assert_eq!(s.block(500).unwrap().unwrap(), big);
         assert_eq!(s.height_of(&big.id()).unwrap(), Some(500));
         assert_eq!(s.commit(300).unwrap().unwrap().block_id, block(300).id());
@@ -644,7 +652,7 @@ mod tests {
             all.extend(b.txs.iter().map(|t| basalt_runtime::tx_hash(t)));
         }
         // One key per (attribute, value, block): 3 blocks × (2 recipients + 1 amount).
-        assert_eq!(s.db.scan_prefix([INDEX]).count(), 9);
+        assert_eq!(s.db.scan_prefix(&[INDEX]).unwrap().len(), 9);
         let to_a: Vec<Hash> = all.iter().copied().step_by(2).collect();
         assert_eq!(
             s.txs_with("transfer.recipient", "A").unwrap(),
@@ -692,8 +700,8 @@ mod tests {
             events: vec![],
         };
         save(&s, &b, vec![TxOutcome::default(), failed.clone()]);
-        assert_eq!(s.db.scan_prefix([TX]).count(), 0);
-        assert_eq!(s.db.scan_prefix([INDEX]).count(), 0);
+        assert_eq!(s.db.scan_prefix(&[TX]).unwrap().len(), 0);
+        assert_eq!(s.db.scan_prefix(&[INDEX]).unwrap().len(), 0);
         assert!(s.tx(&basalt_runtime::tx_hash(&[2u8])).unwrap().is_none());
         let r = s.results(1).unwrap().unwrap();
         assert_eq!(r.txs[1], failed);

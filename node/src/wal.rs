@@ -90,6 +90,150 @@ fn scan_one(data: &[u8], at: usize) -> Scan {
     }
 }
 
+/// The records of a WAL image (magic included) and the length of a torn tail, or the
+/// offset and reason of damage that is not a torn tail. The file WAL and [`MemWal`] both
+/// read through this.
+struct Parsed<T> {
+    records: Vec<T>,
+    torn: Option<u64>,
+}
+
+fn parse<T: BorshDeserialize>(data: &[u8]) -> Result<Parsed<T>, (u64, String)> {
+    let mut records = Vec::new();
+    let mut at = MAGIC.len();
+    loop {
+        match scan_one(data, at) {
+            Scan::Record { len, next } => {
+                let payload = &data[at + 8..at + 8 + len as usize];
+                let record = T::try_from_slice(payload)
+                    .map_err(|e| (at as u64, format!("record does not decode: {e}")))?;
+                records.push(record);
+                at = next as usize;
+            }
+            Scan::End => return Ok(Parsed { records, torn: None }),
+            Scan::Torn => {
+                return Ok(Parsed {
+                    records,
+                    torn: Some((data.len() - at) as u64),
+                })
+            }
+            Scan::Corrupt(reason) => return Err((at as u64, reason)),
+        }
+    }
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(8 + payload.len());
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    buf.extend_from_slice(payload);
+    buf
+}
+
+/// What the node's decision logic needs of its WAL: the file [`Wal`] in `basalt`, a
+/// [`MemWal`] under the simulator.
+pub trait ConsensusWal<T>: Send {
+    /// Appends one record; with `durable`, it survives a crash once this returns.
+    fn append(&mut self, record: &T, durable: bool) -> Result<(), WalError>;
+    /// Makes every appended record durable.
+    fn sync(&mut self) -> Result<(), WalError>;
+    /// Empties the log (durably).
+    fn reset(&mut self) -> Result<(), WalError>;
+}
+
+impl<T: BorshSerialize + BorshDeserialize + Send> ConsensusWal<T> for Wal<T> {
+    fn append(&mut self, record: &T, durable: bool) -> Result<(), WalError> {
+        Wal::append(self, record, durable)
+    }
+    fn sync(&mut self) -> Result<(), WalError> {
+        Wal::sync(self)
+    }
+    fn reset(&mut self) -> Result<(), WalError> {
+        Wal::reset(self)
+    }
+}
+
+/// A WAL in memory with the file's exact byte format, for the simulator: a crash keeps what
+/// was made durable, loses the rest, and may leave a torn piece of the next record, which
+/// the replay cuts off as the file WAL does. Clones share one log (the "disk").
+#[derive(Clone)]
+pub struct MemWal<T> {
+    image: std::sync::Arc<std::sync::Mutex<(Vec<u8>, usize)>>,
+    _record: PhantomData<fn() -> T>,
+}
+
+impl<T> Default for MemWal<T> {
+    fn default() -> Self {
+        MemWal {
+            image: std::sync::Arc::new(std::sync::Mutex::new((MAGIC.to_vec(), MAGIC.len()))),
+            _record: PhantomData,
+        }
+    }
+}
+
+impl<T: BorshSerialize + BorshDeserialize> MemWal<T> {
+    fn image(&self) -> std::sync::MutexGuard<'_, (Vec<u8>, usize)> {
+        self.image.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A crash: the bytes past the durable length are lost, except the first `keep` of
+    /// them (a torn write when that cuts a record).
+    pub fn crash(&self, keep: usize) {
+        let mut img = self.image();
+        let durable = img.1;
+        let len = img.0.len().min(durable + keep);
+        img.0.truncate(len);
+    }
+
+    /// Bytes written since the last durable point.
+    pub fn unsynced_bytes(&self) -> usize {
+        let img = self.image();
+        img.0.len() - img.1
+    }
+
+    /// What a restart reads back, and the torn tail it cut (as [`Wal::open`]).
+    pub fn replay(&self) -> Result<Replay<T>, WalError> {
+        let mut img = self.image();
+        let parsed = parse::<T>(&img.0).map_err(|(offset, reason)| WalError::Corrupt {
+            path: "memory".into(),
+            offset,
+            reason,
+        })?;
+        if let Some(cut) = parsed.torn {
+            let len = img.0.len() - cut as usize;
+            img.0.truncate(len);
+        }
+        img.1 = img.0.len();
+        Ok(Replay {
+            records: parsed.records,
+            repaired_tail: parsed.torn,
+        })
+    }
+}
+
+impl<T: BorshSerialize + BorshDeserialize> ConsensusWal<T> for MemWal<T> {
+    fn append(&mut self, record: &T, durable: bool) -> Result<(), WalError> {
+        let payload = borsh::to_vec(record).expect("borsh into a Vec is infallible");
+        let mut img = self.image();
+        img.0.extend_from_slice(&frame(&payload));
+        if durable {
+            img.1 = img.0.len();
+        }
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), WalError> {
+        let mut img = self.image();
+        img.1 = img.0.len();
+        Ok(())
+    }
+    fn reset(&mut self) -> Result<(), WalError> {
+        let mut img = self.image();
+        img.0.truncate(MAGIC.len());
+        img.1 = MAGIC.len();
+        Ok(())
+    }
+}
+
 impl<T: BorshSerialize + BorshDeserialize> Wal<T> {
     /// Opens (creating if needed) and replays the WAL at `path`.
     pub fn open(path: &Path) -> Result<(Wal<T>, Replay<T>), WalError> {
@@ -125,36 +269,17 @@ impl<T: BorshSerialize + BorshDeserialize> Wal<T> {
         } else if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
             return Err(WalError::BadMagic { path: p });
         }
-        let mut records = Vec::new();
-        let mut at = MAGIC.len();
-        loop {
-            match scan_one(&data, at) {
-                Scan::Record { len, next } => {
-                    let payload = &data[at + 8..at + 8 + len as usize];
-                    let record = T::try_from_slice(payload).map_err(|e| WalError::Corrupt {
-                        path: p.clone(),
-                        offset: at as u64,
-                        reason: format!("record does not decode: {e}"),
-                    })?;
-                    records.push(record);
-                    at = next as usize;
-                }
-                Scan::End => break,
-                Scan::Torn => {
-                    repaired_tail = Some((data.len() - at) as u64);
-                    file.set_len(at as u64).map_err(io)?;
-                    file.sync_all().map_err(io)?;
-                    break;
-                }
-                Scan::Corrupt(reason) => {
-                    return Err(WalError::Corrupt {
-                        path: p,
-                        offset: at as u64,
-                        reason,
-                    })
-                }
-            }
+        let parsed = parse::<T>(&data).map_err(|(offset, reason)| WalError::Corrupt {
+            path: p.clone(),
+            offset,
+            reason,
+        })?;
+        if let Some(cut) = parsed.torn {
+            repaired_tail = Some(cut);
+            file.set_len((data.len() as u64) - cut).map_err(io)?;
+            file.sync_all().map_err(io)?;
         }
+        let records = parsed.records;
         file.seek(SeekFrom::End(0)).map_err(io)?;
         Ok((
             Wal {
@@ -180,11 +305,9 @@ impl<T: BorshSerialize + BorshDeserialize> Wal<T> {
     /// Appends one record; with `durable`, it is on disk when this returns.
     pub fn append(&mut self, record: &T, durable: bool) -> Result<(), WalError> {
         let payload = borsh::to_vec(record).expect("borsh into a Vec is infallible");
-        let mut buf = Vec::with_capacity(8 + payload.len());
-        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        buf.extend_from_slice(&payload);
-        self.file.write_all(&buf).map_err(|e| self.io(e))?;
+        self.file
+            .write_all(&frame(&payload))
+            .map_err(|e| self.io(e))?;
         self.dirty = true;
         if durable {
             self.file.sync_data().map_err(|e| self.io(e))?;

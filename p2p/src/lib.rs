@@ -15,7 +15,7 @@
 mod codec;
 mod swarm_task;
 
-use libp2p::gossipsub::MessageId;
+pub use libp2p::gossipsub::MessageId;
 pub use libp2p::{identity::Keypair, multiaddr::Protocol, Multiaddr, PeerId};
 use std::net::SocketAddr;
 use std::time::Duration;

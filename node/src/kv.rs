@@ -1,0 +1,210 @@
+//! The key-value space under the block store: sled on disk, or memory in the simulator.
+//!
+//! The store's layout, encodings and batching live once in [`crate::store`]; only these
+//! few operations differ. [`MemKv`] keeps what was flushed apart from what was not, so a
+//! simulated crash ([`MemKv::crash`]) loses exactly the unflushed batches, as a power cut
+//! loses what sled had not yet written.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KvError(pub String);
+
+impl From<sled::Error> for KvError {
+    fn from(e: sled::Error) -> Self {
+        KvError(e.to_string())
+    }
+}
+
+/// Key-value pairs, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Writes applied together: all of them or none survive a crash.
+#[derive(Default, Debug, Clone)]
+pub struct KvBatch {
+    pub(crate) ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl KvBatch {
+    pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl Into<Vec<u8>>) {
+        self.ops.push((key.as_ref().to_vec(), Some(value.into())));
+    }
+    pub fn remove(&mut self, key: impl AsRef<[u8]>) {
+        self.ops.push((key.as_ref().to_vec(), None));
+    }
+}
+
+/// What the block store needs of a key-value space. Reads see every applied batch, flushed
+/// or not; `flush` makes them durable.
+pub trait Kv: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    /// Every entry whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError>;
+    /// The greatest key starting with `prefix`.
+    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    fn apply(&self, batch: KvBatch) -> Result<(), KvError>;
+    fn flush(&self) -> Result<(), KvError>;
+}
+
+pub struct SledKv(pub sled::Db);
+
+impl Kv for SledKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.0.get(key)?.map(|v| v.to_vec()))
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError> {
+        self.0
+            .scan_prefix(prefix)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(KvError::from))
+            .collect()
+    }
+    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self
+            .0
+            .scan_prefix(prefix)
+            .keys()
+            .next_back()
+            .transpose()?
+            .map(|k| k.to_vec()))
+    }
+    fn apply(&self, batch: KvBatch) -> Result<(), KvError> {
+        let mut b = sled::Batch::default();
+        for (k, v) in batch.ops {
+            match v {
+                Some(v) => b.insert(k, v),
+                None => b.remove(k),
+            }
+        }
+        self.0.apply_batch(b)?;
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), KvError> {
+        self.0.flush()?;
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct MemState {
+    live: BTreeMap<Vec<u8>, Vec<u8>>,
+    durable: BTreeMap<Vec<u8>, Vec<u8>>,
+    unflushed: Vec<KvBatch>,
+    /// When set, every read fails (a simulated disk error).
+    failing: bool,
+}
+
+/// An in-memory key space for the simulator and unit tests. Clones share the same space
+/// (like clones of a sled handle).
+#[derive(Clone, Default)]
+pub struct MemKv(Arc<Mutex<MemState>>);
+
+impl MemKv {
+    fn state(&self) -> std::sync::MutexGuard<'_, MemState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A crash: every batch applied since the last flush is lost.
+    pub fn crash(&self) {
+        let mut s = self.state();
+        s.unflushed.clear();
+        s.live = s.durable.clone();
+    }
+
+    /// How many applied batches a crash now would lose.
+    pub fn unflushed_batches(&self) -> usize {
+        self.state().unflushed.len()
+    }
+
+    /// Makes every read fail (or work again): a disk error under a running node.
+    pub fn set_failing(&self, failing: bool) {
+        self.state().failing = failing;
+    }
+
+    fn check(s: &MemState) -> Result<(), KvError> {
+        if s.failing {
+            Err(KvError("simulated read error".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Kv for MemKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        let s = self.state();
+        Self::check(&s)?;
+        Ok(s.live.get(key).cloned())
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError> {
+        let s = self.state();
+        Self::check(&s)?;
+        Ok(s.live
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        let s = self.state();
+        Self::check(&s)?;
+        Ok(s.live
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .last()
+            .map(|(k, _)| k.clone()))
+    }
+    fn apply(&self, batch: KvBatch) -> Result<(), KvError> {
+        let mut s = self.state();
+        for (k, v) in &batch.ops {
+            match v {
+                Some(v) => s.live.insert(k.clone(), v.clone()),
+                None => s.live.remove(k),
+            };
+        }
+        s.unflushed.push(batch);
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), KvError> {
+        let mut s = self.state();
+        let batches = std::mem::take(&mut s.unflushed);
+        for batch in batches {
+            for (k, v) in batch.ops {
+                match v {
+                    Some(v) => s.durable.insert(k, v),
+                    None => s.durable.remove(&k),
+                };
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_loses_exactly_the_unflushed_batches() {
+        let kv = MemKv::default();
+        let mut a = KvBatch::default();
+        a.insert(b"a1", b"1".to_vec());
+        a.insert(b"a2", b"2".to_vec());
+        kv.apply(a).unwrap();
+        kv.flush().unwrap();
+        let mut b = KvBatch::default();
+        b.insert(b"b1", b"3".to_vec());
+        b.remove(b"a1");
+        kv.apply(b).unwrap();
+        assert_eq!(kv.get(b"a1").unwrap(), None, "reads see unflushed writes");
+        assert_eq!(kv.scan_prefix(b"b").unwrap().len(), 1);
+        assert_eq!(kv.unflushed_batches(), 1);
+        kv.crash();
+        assert_eq!(kv.get(b"a1").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(kv.get(b"b1").unwrap(), None);
+        assert_eq!(kv.last_key(b"a").unwrap(), Some(b"a2".to_vec()));
+        kv.set_failing(true);
+        assert!(kv.get(b"a1").is_err());
+    }
+}
