@@ -92,6 +92,11 @@ impl Mempool {
         }
     }
 
+    /// Whether the transaction is waiting here for a block.
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.txs.contains_key(hash)
+    }
+
     pub fn seen(&self, hash: &Hash) -> bool {
         self.seen.contains(hash)
     }

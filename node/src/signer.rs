@@ -54,7 +54,9 @@ pub struct FileSigner {
     key: PrivateKey,
     chain_id: String,
     state: SignerState,
-    path: PathBuf,
+    /// Where the state is persisted; `None` in memory (the simulator keeps [`Self::state`]
+    /// as the durable copy, which is as good: it is updated before a signature leaves).
+    path: Option<PathBuf>,
 }
 
 impl FileSigner {
@@ -96,8 +98,19 @@ impl FileSigner {
             key,
             chain_id: chain_id.to_string(),
             state,
-            path: path.to_path_buf(),
+            path: Some(path.to_path_buf()),
         })
+    }
+
+    /// A signer whose state lives in memory, starting from `state` (what survived a
+    /// simulated crash).
+    pub fn in_memory(key: PrivateKey, chain_id: &str, state: SignerState) -> Self {
+        FileSigner {
+            key,
+            chain_id: chain_id.to_string(),
+            state,
+            path: None,
+        }
     }
 
     /// The key itself, past the guard: only for deliberate misbehaviour in tests.
@@ -130,10 +143,12 @@ impl FileSigner {
                 };
                 let json = serde_json::to_vec_pretty(&file).expect("state serialises");
                 // On disk before the signature exists anywhere else.
-                crate::keys::write_private(&self.path, &json).map_err(|e| SignerError::State {
-                    path: self.path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
+                if let Some(path) = &self.path {
+                    crate::keys::write_private(path, &json).map_err(|e| SignerError::State {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                }
                 self.state.record(height, round, step, bytes, sig);
                 Ok(sig)
             }

@@ -245,7 +245,9 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
             rpc_listen: rpc_addr.to_string(),
             p2p_listen: p2p_listen.to_string(),
         },
-        driver: Driver::new(DriverParts {
+        driver: {
+            #[allow(unused_mut)]
+            let mut driver = Driver::new(DriverParts {
             chain,
             store,
             mempool: Mempool::new(config.mempool.max_txs, config.mempool.max_bytes),
@@ -255,9 +257,11 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
             verifier: Arc::new(MemoVerifier::default()),
             create_empty_blocks: config.consensus.create_empty_blocks,
             timeout_commit: Duration::from_millis(config.consensus.timeout_commit_ms),
+            });
             #[cfg(feature = "byzantine")]
-            misbehave: options.misbehave,
-        }),
+            driver.misbehave(options.misbehave);
+            driver
+        },
         wal_records: replay.records,
         p2p,
         events,

@@ -64,7 +64,7 @@ fn advance(c: &mut Chain, evidence: Vec<Evidence>) {
         nanos: 0,
     };
     let block = c.build_block(proposer, time, vec![], evidence);
-    c.check_proposal(&block, Round(0)).expect("a valid block");
+    c.check_proposal(&block).expect("a valid block");
     // Every member of the block's set precommits: the next block's last commit must verify.
     let signatures = (0..4)
         .filter(|i| {
@@ -253,4 +253,32 @@ fn the_pool_stays_within_its_bound_under_a_flood_of_valid_evidence() {
     );
     // After a restart the pool holds the same.
     assert_eq!(EvidencePool::load(&store, bound).unwrap().len(), 10);
+}
+
+/// Algorithm 1, L16: a proposer re-proposes its `validValue`, a block another validator
+/// built in an earlier round. It stays valid in any round; a block whose proposer is not a
+/// validator is not.
+#[test]
+fn a_valid_value_reproposed_in_a_later_round_by_another_proposer_is_valid() {
+    let store = Store::in_memory(&crate::kv::MemKv::default());
+    let c = chain(&store);
+    let first = c.validators().proposer_for_round(0);
+    let later = (1..8)
+        .map(|r| c.validators().proposer_for_round(r))
+        .find(|p| *p != first)
+        .expect("another proposer within a few rounds");
+    let time = Timestamp {
+        seconds: 10,
+        nanos: 0,
+    };
+    let block = c.build_block(first, time, vec![], vec![]);
+    assert_ne!(block.header.proposer_address, later);
+    c.check_proposal(&block)
+        .expect("valid whoever proposes it again");
+    let stranger = key(9, 9).public_key().address();
+    let bad = c.build_block(stranger, time, vec![], vec![]);
+    assert!(matches!(
+        c.check_proposal(&bad),
+        Err(BlockError::Proposer(a)) if a == stranger
+    ));
 }

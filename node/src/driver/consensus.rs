@@ -38,10 +38,7 @@ impl Driver {
             let inputs = match r {
                 WalRecord::Proposal { proposal, block } => {
                     self.blocks.insert(block.id(), (**block).clone());
-                    let valid = self
-                        .chain
-                        .check_proposal(block, proposal.proposal.round)
-                        .is_ok();
+                    let valid = self.chain.check_proposal(block).is_ok();
                     vec![
                         Input::Proposal(proposal.clone()),
                         Input::ProposalValidity {
@@ -329,7 +326,7 @@ impl Driver {
                     return Ok(());
                 }
                 let block_id = block.id();
-                let valid = match self.chain.check_proposal(&block, proposal.proposal.round) {
+                let valid = match self.chain.check_proposal(&block) {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::warn!(height, "invalid proposed block: {e}");

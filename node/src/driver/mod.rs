@@ -32,7 +32,7 @@ use crate::wire::{ConsensusMsg, SyncRequest, SyncResponse};
 use basalt_consensus::{Engine, EngineConfig, SignatureVerifier, TimeoutConfig, TimeoutKind};
 use basalt_p2p::{PeerId, Topic, Verdict};
 use basalt_types::{Address, Block, BlockId, Evidence, Hash, Height, Round, Timestamp};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -179,8 +179,6 @@ pub struct DriverParts {
     pub verifier: Arc<dyn SignatureVerifier>,
     pub create_empty_blocks: bool,
     pub timeout_commit: Duration,
-    #[cfg(feature = "byzantine")]
-    pub misbehave: Option<crate::misbehave::Misbehave>,
 }
 
 pub struct Driver {
@@ -202,8 +200,9 @@ pub struct Driver {
     future: Vec<ConsensusMsg>,
     /// Admitted transactions not yet gossiped.
     tx_outbox: Vec<Vec<u8>>,
-    /// Connected peers and the last height each reported.
-    pub peers: HashMap<PeerId, u64>,
+    /// Connected peers and the last height each reported (ordered: the effects of a tick
+    /// come in the same order on every run).
+    pub peers: BTreeMap<PeerId, u64>,
     sync_in_flight: bool,
     /// Height waiting for transactions before it starts (`create_empty_blocks = false`).
     waiting_start: Option<u64>,
@@ -280,7 +279,7 @@ impl Driver {
             blocks: HashMap::new(),
             future: Vec::new(),
             tx_outbox: Vec::new(),
-            peers: HashMap::new(),
+            peers: BTreeMap::new(),
             sync_in_flight: false,
             waiting_start: None,
             last_progress_ms: 0,
@@ -292,8 +291,14 @@ impl Driver {
             now: Now::default(),
             out: Vec::new(),
             #[cfg(feature = "byzantine")]
-            misbehave: parts.misbehave,
+            misbehave: None,
         }
+    }
+
+    /// Deliberate misbehaviour (tests of the punishment of equivocation only).
+    #[cfg(feature = "byzantine")]
+    pub fn misbehave(&mut self, m: Option<crate::misbehave::Misbehave>) {
+        self.misbehave = m;
     }
 
     /// Handles one event at `now`; the effects to carry out, in order. An error is fatal

@@ -35,7 +35,17 @@ pub enum Violation {
         reason: String,
     },
     /// A Byzantine validator equivocated and no honest validator produced evidence of it.
-    Unaccountable { node: usize },
+    /// `at`: the first (height, round) it equivocated at.
+    Unaccountable { node: usize, at: (u64, u32) },
+    /// Two honest nodes computed different app hashes after the same height.
+    AppHash { height: u64, first: usize, second: usize },
+    /// A node's driver stopped with a fatal error (its disk, or diverged state).
+    NodeStopped { node: usize, reason: String },
+    /// A transaction was committed in two blocks.
+    TxTwice { hash: basalt_types::Hash },
+    /// A transaction a node admitted vanished: never committed, in no mempool, and the node
+    /// that admitted it never crashed.
+    TxLost { hash: basalt_types::Hash },
     /// Honest validators did not reach the target height in time after the network healed.
     Liveness {
         target: u64,
@@ -62,9 +72,21 @@ impl fmt::Display for Violation {
             Violation::BadEvidence { reporter, accused, reason } => {
                 write!(f, "bad evidence: node {reporter} accused {accused}: {reason}")
             }
-            Violation::Unaccountable { node } => {
-                write!(f, "accountability: Byzantine node {node} equivocated but was never caught")
+            Violation::Unaccountable { node, at } => {
+                write!(f, "accountability: Byzantine node {node} equivocated (first at height {}, round {}) but was never caught", at.0, at.1)
             }
+            Violation::AppHash { height, first, second } => write!(
+                f,
+                "app hash: after height {height} nodes {first} and {second} hold different states"
+            ),
+            Violation::NodeStopped { node, reason } => {
+                write!(f, "node {node} stopped: {reason}")
+            }
+            Violation::TxTwice { hash } => write!(f, "transaction {hash} committed twice"),
+            Violation::TxLost { hash } => write!(
+                f,
+                "transaction {hash} was admitted but never committed and is in no mempool"
+            ),
             Violation::Liveness { target, heights, deadline_ms } => write!(
                 f,
                 "liveness: honest validators did not all reach height {target} by {deadline_ms} ms: {heights:?}"
@@ -227,6 +249,29 @@ impl Checker {
         }
     }
 
+    pub fn app_hash_differs(&mut self, height: u64, first: usize, second: usize) {
+        self.report(Violation::AppHash {
+            height,
+            first,
+            second,
+        });
+    }
+
+    /// A node's driver stopped; for an honest node that is a violation.
+    pub fn node_stopped(&mut self, node: usize, reason: String) {
+        if self.honest[node] {
+            self.report(Violation::NodeStopped { node, reason });
+        }
+    }
+
+    pub fn tx_twice(&mut self, hash: basalt_types::Hash) {
+        self.report(Violation::TxTwice { hash });
+    }
+
+    pub fn tx_lost(&mut self, hash: basalt_types::Hash) {
+        self.report(Violation::TxLost { hash });
+    }
+
     /// End-of-run checks: every equivocator caught.
     pub fn finish(&mut self) {
         let equivocators: HashSet<usize> = self
@@ -238,7 +283,13 @@ impl Checker {
         let mut missing: Vec<usize> = equivocators.difference(&self.caught).copied().collect();
         missing.sort();
         for node in missing {
-            self.report(Violation::Unaccountable { node });
+            let at = self
+                .byzantine_votes
+                .iter()
+                .find(|((n, ..), v)| *n == node && v.len() > 1)
+                .map(|((_, h, r, _), _)| (*h, *r))
+                .unwrap_or_default();
+            self.report(Violation::Unaccountable { node, at });
         }
     }
 
@@ -346,7 +397,7 @@ mod tests {
         c.finish();
         assert!(matches!(
             c.violations[..],
-            [Violation::Unaccountable { node: 3 }]
+            [Violation::Unaccountable { node: 3, at: (1, 0) }]
         ));
 
         let (mut c, k2) = checker();

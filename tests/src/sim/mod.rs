@@ -8,7 +8,6 @@
 mod checker;
 mod config;
 mod faults;
-mod memo_verifier;
 mod node;
 mod world;
 

@@ -1,16 +1,23 @@
-//! One simulated validator: its engine, what survives a crash (WAL, signer state, decided
-//! chain) and what does not (everything else).
+//! One simulated node: the shipped [`Driver`] over a simulated disk. What a crash keeps is
+//! what the real node keeps: the block store's flushed batches ([`MemKv`]), the WAL up to
+//! its last fsync (maybe with a torn piece of the next record, [`MemWal`]) and the signer's
+//! state (persisted before every signature). Everything else, the driver included, is
+//! rebuilt at restart exactly as `basalt start` rebuilds it.
 
 use basalt_consensus::signer::SignerState;
-use basalt_consensus::{Engine, EngineConfig, Input, SignatureVerifier};
-use basalt_types::{
-    Address, Block, BlockId, Commit, Hash, Header, Height, PrivateKey, SignedProposal, Timestamp,
-};
-use std::collections::{BTreeMap, HashMap};
-use std::rc::Rc;
+use basalt_consensus::SignatureVerifier;
+use basalt_genesis::Genesis;
+use basalt_node::driver::{Driver, DriverParts, Validator};
+use basalt_node::kv::MemKv;
+use basalt_node::mempool::Mempool;
+use basalt_node::signer::FileSigner;
+use basalt_node::store::Store;
+use basalt_node::wal::MemWal;
+use basalt_node::wal_record::WalRecord;
+use basalt_p2p::PeerId;
+use basalt_types::{Address, PrivateKey};
 use std::sync::Arc;
-
-use super::world::NetMsg;
+use std::time::Duration;
 
 /// What a validator is in this run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,71 +35,50 @@ pub enum Audience {
     Half(usize),
 }
 
-/// A WAL record: every input the engine accepted at the current height, and every block the
-/// node learned, in order. Replaying it into a fresh engine rebuilds the pre-crash state.
-#[derive(Clone, Debug)]
-pub enum WalEntry {
-    Input(Input),
-    Block(Box<Block>),
-}
-
-/// A decided height, as stored on disk.
-#[derive(Clone, Debug)]
-pub struct Decided {
-    pub proposal: SignedProposal,
-    pub block: Block,
-    pub commit: Commit,
-}
-
-pub struct Node {
+pub struct SimNode {
     pub index: usize,
     pub key: PrivateKey,
     pub address: Address,
+    pub peer: PeerId,
     pub role: Role,
     pub up: bool,
     /// Bumped on every crash so that timers of a previous life are ignored.
     pub incarnation: u32,
-    pub engine: Engine,
-    // Durable: survives a crash.
-    pub wal: Vec<WalEntry>,
+    /// `None` while down.
+    pub driver: Option<Driver>,
+    // The disk: survives a crash (up to what was made durable).
+    pub kv: MemKv,
+    pub wal: MemWal<WalRecord>,
     pub signer: SignerState,
-    pub chain: BTreeMap<u64, Decided>,
-    // Volatile: lost on a crash.
-    pub blocks: HashMap<BlockId, Block>,
-    pub future: BTreeMap<u64, Vec<(usize, Rc<NetMsg>)>>,
-    pub future_len: usize,
-    pub own: Vec<(Rc<NetMsg>, Audience)>,
-    verifier: Arc<dyn SignatureVerifier>,
-    /// Height at the previous tick: no progress since then triggers anti-entropy gossip.
-    pub height_at_last_tick: u64,
+    // Volatile network state: gossip messages already seen (gossipsub's duplicate cache).
+    pub seen: std::collections::HashSet<basalt_types::Hash>,
+    /// A FlushTxs event is pending.
+    pub flush_armed: bool,
 }
 
-impl Node {
-    pub fn new(
-        index: usize,
-        key: PrivateKey,
-        role: Role,
-        config: &EngineConfig,
-        verifier: Arc<dyn SignatureVerifier>,
-    ) -> Self {
-        let address = key.public_key().address();
-        Node {
+/// What every node of a run is built from.
+pub struct Shared {
+    pub genesis: Genesis,
+    pub verifier: Arc<dyn SignatureVerifier>,
+    pub timeout_commit: Duration,
+}
+
+impl SimNode {
+    pub fn new(index: usize, key: PrivateKey, peer: PeerId, role: Role) -> Self {
+        SimNode {
             index,
+            address: key.public_key().address(),
             key,
-            address,
+            peer,
             role,
-            up: role != Role::Silent,
+            up: false,
             incarnation: 0,
-            engine: Engine::with_verifier(config.clone(), Some(address), verifier.clone()),
-            verifier,
-            wal: Vec::new(),
+            driver: None,
+            kv: MemKv::default(),
+            wal: MemWal::default(),
             signer: SignerState::default(),
-            chain: BTreeMap::new(),
-            blocks: HashMap::new(),
-            future: BTreeMap::new(),
-            future_len: 0,
-            own: Vec::new(),
-            height_at_last_tick: 0,
+            seen: Default::default(),
+            flush_armed: false,
         }
     }
 
@@ -100,53 +86,55 @@ impl Node {
         self.role == Role::Honest
     }
 
-    /// The height this node works on next, from its durable chain.
-    pub fn next_height(&self) -> Height {
-        Height(self.chain.keys().next_back().map_or(1, |h| h + 1))
+    /// Boots the node as `basalt start` does: the store, the chain re-executed from it, the
+    /// evidence pool, the signer and what the WAL held. Returns the WAL records to replay
+    /// and whether a torn tail was cut.
+    pub fn boot(&mut self, shared: &Shared) -> (Vec<WalRecord>, bool) {
+        let store = Store::in_memory(&self.kv);
+        store
+            .check_chain(&shared.genesis.chain_id, &shared.genesis.hash())
+            .expect("the simulated store belongs to this chain");
+        let (chain, evidence, _) = basalt_node::driver::load_state(shared.genesis.clone(), &store)
+            .expect("a simulated store loads");
+        let signer = FileSigner::in_memory(
+            self.key.clone(),
+            &shared.genesis.chain_id,
+            self.signer.clone(),
+        );
+        let replay = self.wal.replay().expect("a simulated WAL is never corrupt");
+        let driver = Driver::new(DriverParts {
+            chain,
+            store,
+            mempool: Mempool::new(10_000, 64 * 1024 * 1024),
+            evidence,
+            validator: Some(Validator {
+                signer,
+                key: self.key.public_key(),
+            }),
+            wal: Box::new(self.wal.clone()),
+            verifier: shared.verifier.clone(),
+            create_empty_blocks: true,
+            timeout_commit: shared.timeout_commit,
+        });
+        self.driver = Some(driver);
+        self.up = true;
+        (replay.records, replay.repaired_tail.is_some())
     }
 
-    /// Loses all volatile state.
-    pub fn crash(&mut self, config: &EngineConfig) {
+    /// A crash: the driver and everything volatile are gone; the disk keeps what was
+    /// durable, and the WAL may keep a torn piece (`torn_bytes`) of what was not.
+    pub fn crash(&mut self, torn_bytes: usize) {
+        if let Some(d) = &self.driver {
+            if let Some(s) = d.signer_state() {
+                self.signer = s.clone();
+            }
+        }
+        self.driver = None;
         self.up = false;
         self.incarnation += 1;
-        self.engine =
-            Engine::with_verifier(config.clone(), Some(self.address), self.verifier.clone());
-        self.blocks.clear();
-        self.future.clear();
-        self.future_len = 0;
-        self.own.clear();
+        self.kv.crash();
+        self.wal.crash(torn_bytes);
+        self.seen.clear();
+        self.flush_armed = false;
     }
-}
-
-/// A block for `height` whose content (one "transaction") comes from the seed.
-pub fn make_block(chain_id: &str, height: Height, proposer: Address, nonce: u64) -> Block {
-    let txs = vec![nonce.to_le_bytes().to_vec()];
-    let header = Header {
-        chain_id: chain_id.to_string(),
-        height,
-        time: Timestamp::default(),
-        last_block_id: None,
-        last_commit_hash: Hash::default(),
-        data_hash: Block::compute_data_hash(&txs),
-        validators_hash: Hash::default(),
-        next_validators_hash: Hash::default(),
-        consensus_hash: Hash::default(),
-        app_hash: Hash::default(),
-        last_results_hash: Hash::default(),
-        evidence_hash: Block::compute_evidence_hash(&[]),
-        proposer_address: proposer,
-    };
-    Block {
-        header,
-        txs,
-        evidence: Vec::new(),
-        last_commit: None,
-    }
-}
-
-/// The simulation's `valid(v)`: right chain and height, and a body that matches the header.
-pub fn block_is_valid(chain_id: &str, height: Height, block: &Block) -> bool {
-    block.header.chain_id == chain_id
-        && block.header.height == height
-        && block.body_matches_header()
 }

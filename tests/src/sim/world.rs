@@ -1,84 +1,70 @@
-//! The event loop: a simulated network of nodes driven by one seed.
+//! The event loop: simulated nodes running the shipped [`Driver`] over a simulated network,
+//! disk and clock, all from one seed.
+//!
+//! The world only plays what is outside a node: links (delay, loss, duplication,
+//! partitions), gossipsub (a message a node accepts is forwarded to a few peers; each node
+//! delivers a message once), request-response (with a timeout), power cuts (the disk keeps
+//! what was flushed), clients sending signed transfers, and the adversary (equivocators
+//! rewrite what their own driver sends). Every decision is the driver's.
 
 use super::checker::{Checker, Violation};
 use super::config::{ByzantineMode, PowerMode, SimConfig};
 use super::faults::FaultPlan;
-use super::memo_verifier::MemoVerifier;
-use super::node::{block_is_valid, make_block, Audience, Decided, Node, Role, WalEntry};
-use basalt_consensus::signer::{SignDecision, SignStep};
-use basalt_consensus::{
-    ConsensusError, EngineConfig, Input, Output, SignatureVerifier, TimeoutKind,
-};
-use basalt_staking::{Validator, ValidatorSet};
-use basalt_types::{
-    Block, BlockId, Hash, Height, PrivateKey, Proposal, Round, SignedProposal, SignedVote, Vote,
-    VoteType,
-};
+use super::node::{Audience, Role, Shared, SimNode};
+use basalt_consensus::signer::SignStep;
+use basalt_node::driver::verify::MemoVerifier;
+use basalt_node::driver::{Effect, Event, Now, Timer, GOSSIP_TICK, TICK};
+use basalt_node::wire::{self, ConsensusMsg, SyncResponse};
+use basalt_p2p::{PeerId, Topic, Verdict};
+use basalt_runtime::{Msg, SignedTx, TxBody};
+use basalt_types::{BlockId, Hash, PrivateKey, Proposal, Timestamp, Vote, VoteType};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
 pub const CHAIN_ID: &str = "basalt-sim";
 
-/// How many decided heights one catch-up answer carries.
-const CATCH_UP_BATCH: u64 = 10;
-/// Messages for heights this far ahead are dropped rather than buffered.
-const FUTURE_HEIGHTS: u64 = 16;
 /// Simulated time the run goes on after the liveness target, for late evidence to spread.
 const DRAIN_MS: u64 = 1500;
+/// A sync request without an answer by then fails (libp2p's request-response timeout).
+const REQUEST_TIMEOUT_MS: u64 = 2000;
+/// Clients send a transfer about this often until the faults are over.
+const TX_EVERY_MS: u64 = 120;
+/// Funded client accounts (each keeps one transfer in flight).
+const ACCOUNTS: usize = 12;
+/// 2026-01-01T00:00:00Z, the genesis time; simulated time runs from it.
+const GENESIS_SECONDS: i64 = 1_767_225_600;
 
 /// What travels between simulated nodes.
 #[derive(Debug)]
-pub enum NetMsg {
-    Proposal {
-        proposal: SignedProposal,
-        block: Block,
-    },
-    Vote(SignedVote),
-    /// "I am working on this height": a peer that has decided it answers with `Decided`.
-    Status {
-        height: Height,
-    },
-    Decided(Decided),
+enum Payload {
+    Gossip { topic: Topic, data: Rc<Vec<u8>>, id: Hash },
+    Request { id: u64, data: Vec<u8> },
+    Reply { id: u64, response: Result<SyncResponse, String> },
 }
 
-enum Event {
-    Deliver {
-        to: usize,
-        from: usize,
-        msg: Rc<NetMsg>,
-    },
-    Timeout {
-        node: usize,
-        incarnation: u32,
-        height: Height,
-        round: Round,
-        kind: TimeoutKind,
-    },
-    NextHeight {
-        node: usize,
-        incarnation: u32,
-        height: Height,
-    },
-    Tick {
-        node: usize,
-        incarnation: u32,
-    },
+enum Ev {
+    Deliver { to: usize, from: usize, payload: Rc<Payload> },
+    Timer { node: usize, incarnation: u32, timer: Timer },
+    Tick { node: usize, incarnation: u32 },
+    Flush { node: usize, incarnation: u32 },
+    RequestTimeout { node: usize, id: u64 },
     Crash(usize),
     Restart(usize),
     PartitionStart(usize),
     PartitionEnd,
     Stable,
+    Client,
 }
 
 struct Scheduled {
     at: u64,
     seq: u64,
-    event: Event,
+    event: Ev,
 }
 
 impl PartialEq for Scheduled {
@@ -114,17 +100,39 @@ pub struct SeedReport {
     pub crashes: usize,
     pub equivocators: usize,
     pub caught: usize,
+    /// Client transfers admitted by a node, committed, and dropped (with the reason).
+    pub txs_admitted: usize,
+    pub txs_committed: usize,
+    pub txs_dropped: Vec<(Hash, &'static str)>,
+    /// Restarts that found a torn WAL tail and cut it.
+    pub torn_wals: usize,
+    /// Store batches lost in crashes (applied but not yet flushed).
+    pub lost_batches: usize,
+}
+
+/// One client account: its key and the transfer it has in flight.
+struct Account {
+    key: PrivateKey,
+    nonce: u64,
+    in_flight: Option<Hash>,
+}
+
+/// A transfer a node admitted: which node, in which of its lives.
+struct Admitted {
+    node: usize,
+    incarnation: u32,
+    committed: usize,
 }
 
 struct World {
     cfg: SimConfig,
-    engine_cfg: EngineConfig,
+    shared: Shared,
     rng: ChaCha8Rng,
     now: u64,
     seq: u64,
     queue: BinaryHeap<Scheduled>,
-    nodes: Vec<Node>,
-    valsets: Vec<ValidatorSet>,
+    nodes: Vec<SimNode>,
+    by_peer: HashMap<PeerId, usize>,
     halves: [Vec<usize>; 2],
     byzantine: Vec<usize>,
     plan: FaultPlan,
@@ -134,12 +142,23 @@ struct World {
     deadline: u64,
     events: u64,
     messages: u64,
+    next_request: u64,
+    /// Sync requests waiting for an answer: (requester, id) → (its life, the peer asked).
+    pending: BTreeMap<(usize, u64), (u32, usize)>,
+    accounts: Vec<Account>,
+    admitted: BTreeMap<Hash, Admitted>,
+    clients_on: bool,
+    torn_wals: usize,
+    lost_batches: usize,
+    /// App hash after each height, as the first honest node to commit it computed it.
+    app_hashes: BTreeMap<u64, (usize, Hash)>,
 }
 
 /// Runs one seed of `cfg` to completion and reports what the checker found.
 pub fn run_seed(cfg: &SimConfig, seed: u64) -> SeedReport {
     let mut world = World::new(cfg, seed);
     world.run();
+    let txs_dropped = world.dropped_txs();
     SeedReport {
         seed,
         violations: world.checker.violations.clone(),
@@ -151,11 +170,67 @@ pub fn run_seed(cfg: &SimConfig, seed: u64) -> SeedReport {
         crashes: world.plan.crashes.len(),
         equivocators: world.checker.equivocators(),
         caught: world.checker.caught(),
+        txs_admitted: world.admitted.len(),
+        txs_committed: world.admitted.values().filter(|a| a.committed > 0).count(),
+        txs_dropped,
+        torn_wals: world.torn_wals,
+        lost_batches: world.lost_batches,
     }
 }
 
 fn validator_key(index: usize) -> PrivateKey {
     PrivateKey::from_seed(Hash::digest(format!("basalt-sim validator {index}").as_bytes()).0)
+}
+
+fn account_key(index: usize) -> PrivateKey {
+    PrivateKey::from_seed(Hash::digest(format!("basalt-sim account {index}").as_bytes()).0)
+}
+
+fn peer_id(index: usize) -> PeerId {
+    let seed = Hash::digest(format!("basalt-sim node key {index}").as_bytes()).0;
+    basalt_p2p::keypair_from_seed(seed)
+        .expect("a 32-byte seed is a key")
+        .public()
+        .to_peer_id()
+}
+
+/// The chain every node of a run starts from: the validators with their powers (self-bond
+/// = power × power reduction), the client accounts funded, the run's timeouts.
+fn genesis(cfg: &SimConfig, keys: &[PrivateKey], powers: &[u64]) -> basalt_genesis::Genesis {
+    let validators = keys
+        .iter()
+        .zip(powers)
+        .enumerate()
+        .map(|(i, (k, p))| {
+            (
+                k.public_key(),
+                k.public_key(),
+                u128::from(*p) * 1_000_000,
+                format!("sim{i}"),
+            )
+        })
+        .collect();
+    let accounts = (0..ACCOUNTS)
+        .map(|i| (account_key(i).public_key().address(), 1_000_000_000u128))
+        .collect();
+    let mut g = basalt_genesis::Genesis::generate(
+        CHAIN_ID,
+        "2026-01-01T00:00:00Z",
+        validators,
+        accounts,
+    )
+    .expect("the simulated genesis is valid");
+    let t = &mut g.consensus_params.timeouts;
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    t.propose_ms = ms(cfg.timeouts.propose);
+    t.propose_delta_ms = ms(cfg.timeouts.propose_delta);
+    t.prevote_ms = ms(cfg.timeouts.prevote);
+    t.prevote_delta_ms = ms(cfg.timeouts.prevote_delta);
+    t.precommit_ms = ms(cfg.timeouts.precommit);
+    t.precommit_delta_ms = ms(cfg.timeouts.precommit_delta);
+    t.max_ms = ms(cfg.timeouts.max);
+    t.commit_ms = ms(cfg.timeouts.commit);
+    g
 }
 
 impl World {
@@ -196,21 +271,17 @@ impl World {
         let halves = [honest[..half].to_vec(), honest[half..].to_vec()];
         honest.sort();
 
-        let genesis = ValidatorSet::new(
-            keys.iter()
-                .zip(&powers)
-                .map(|(k, p)| Validator::new(k.public_key(), *p))
-                .collect(),
-        )
-        .expect("simulated validator set is valid");
-        let mut engine_cfg = EngineConfig::new(CHAIN_ID);
-        engine_cfg.timeouts = cfg.timeouts.clone();
-        let verifier: Arc<dyn SignatureVerifier> = Arc::new(MemoVerifier::default());
-        let nodes: Vec<Node> = keys
+        let shared = Shared {
+            genesis: genesis(cfg, &keys, &powers),
+            verifier: Arc::new(MemoVerifier::new(1 << 20)),
+            timeout_commit: cfg.timeouts.commit,
+        };
+        let nodes: Vec<SimNode> = keys
             .iter()
             .enumerate()
-            .map(|(i, k)| Node::new(i, k.clone(), roles[i], &engine_cfg, verifier.clone()))
+            .map(|(i, k)| SimNode::new(i, k.clone(), peer_id(i), roles[i]))
             .collect();
+        let by_peer = nodes.iter().map(|n| (n.peer, n.index)).collect();
         let plan = if cfg.faults {
             FaultPlan::draw(&mut rng, n, &honest)
         } else {
@@ -220,15 +291,22 @@ impl World {
             roles.iter().map(|r| *r == Role::Honest).collect(),
             keys.iter().map(|k| k.public_key()).collect(),
         );
+        let accounts = (0..ACCOUNTS)
+            .map(|i| Account {
+                key: account_key(i),
+                nonce: 0,
+                in_flight: None,
+            })
+            .collect();
         let mut world = World {
             cfg: cfg.clone(),
-            engine_cfg,
+            shared,
             rng,
             now: 0,
             seq: 0,
             queue: BinaryHeap::new(),
             nodes,
-            valsets: vec![genesis],
+            by_peer,
             halves,
             byzantine,
             plan,
@@ -238,12 +316,20 @@ impl World {
             deadline: u64::MAX,
             events: 0,
             messages: 0,
+            next_request: 0,
+            pending: BTreeMap::new(),
+            accounts,
+            admitted: BTreeMap::new(),
+            clients_on: true,
+            torn_wals: 0,
+            lost_batches: 0,
+            app_hashes: BTreeMap::new(),
         };
         world.schedule_start();
         world
     }
 
-    fn schedule(&mut self, after_ms: u64, event: Event) {
+    fn schedule(&mut self, after_ms: u64, event: Ev) {
         self.seq += 1;
         self.queue.push(Scheduled {
             at: self.now + after_ms,
@@ -254,38 +340,24 @@ impl World {
 
     fn schedule_start(&mut self) {
         for i in 0..self.nodes.len() {
-            if self.nodes[i].up {
-                self.schedule(
-                    0,
-                    Event::NextHeight {
-                        node: i,
-                        incarnation: 0,
-                        height: Height(1),
-                    },
-                );
-                let jitter = self.rng.gen_range(0..self.cfg.net.tick_ms);
-                self.schedule(
-                    jitter,
-                    Event::Tick {
-                        node: i,
-                        incarnation: 0,
-                    },
-                );
+            if self.nodes[i].role != Role::Silent {
+                self.boot(i);
             }
         }
         let plan = self.plan.clone();
         for (i, p) in plan.partitions.iter().enumerate() {
-            self.schedule(p.start_ms, Event::PartitionStart(i));
-            self.schedule(p.end_ms, Event::PartitionEnd);
+            self.schedule(p.start_ms, Ev::PartitionStart(i));
+            self.schedule(p.end_ms, Ev::PartitionEnd);
         }
         for c in &plan.crashes {
-            self.schedule(c.at_ms, Event::Crash(c.node));
-            self.schedule(c.restart_ms, Event::Restart(c.node));
+            self.schedule(c.at_ms, Ev::Crash(c.node));
+            self.schedule(c.restart_ms, Ev::Restart(c.node));
         }
-        self.schedule(plan.stable_at_ms(), Event::Stable);
+        self.schedule(plan.stable_at_ms(), Ev::Stable);
+        self.schedule(TX_EVERY_MS, Ev::Client);
     }
 
-    fn honest(&self) -> impl Iterator<Item = &Node> + '_ {
+    fn honest(&self) -> impl Iterator<Item = &SimNode> + '_ {
         self.nodes.iter().filter(|n| n.is_honest())
     }
 
@@ -335,101 +407,78 @@ impl World {
                 self.dump();
             }
         }
+        self.check_transactions();
         self.checker.finish();
     }
 
     /// Prints every node's consensus state (for `BASALT_SIM_DEBUG=1` replays).
     fn dump(&self) {
         for n in &self.nodes {
-            let e = &n.engine;
-            let props: Vec<String> = e
-                .proposals()
-                .map(|p| {
-                    format!(
-                        "r{}:{:?}/pol{:?}",
-                        p.proposal.round.0, p.proposal.block_id, p.proposal.pol_round
-                    )
-                })
-                .collect();
+            let Some(d) = &n.driver else {
+                eprintln!("node {} {:?} down", n.index, n.role);
+                continue;
+            };
+            let e = &d.engine;
             eprintln!(
-                "node {} {:?} up={} h={} r={} {:?} locked={:?} valid={:?} future={} own={} props={:?}",
-                n.index, n.role, n.up, e.height().0, e.round().0, e.step(), e.locked(), e.valid(), n.future_len, n.own.len(), props
+                "node {} {:?} h={} r={} {:?} locked={:?} valid={:?} chain={} peers={:?}",
+                n.index,
+                n.role,
+                e.height().0,
+                e.round().0,
+                e.step(),
+                e.locked(),
+                e.valid(),
+                d.chain.next_height(),
+                d.peers.values().collect::<Vec<_>>()
             );
-            eprintln!(
-                "    address {:?} crashes {:?}",
-                n.address,
-                self.plan
-                    .crashes
-                    .iter()
-                    .filter(|c| c.node == n.index)
-                    .map(|c| (c.at_ms, c.restart_ms))
-                    .collect::<Vec<_>>()
-            );
-            for r in [Round(0), e.round()] {
-                for t in [VoteType::Prevote, VoteType::Precommit] {
-                    let votes: Vec<String> = e
-                        .votes()
-                        .all_votes()
-                        .filter(|v| v.vote.round == r && v.vote.vote_type == t)
-                        .map(|v| format!("{:?}:{:?}", v.vote.validator, v.vote.block_id))
-                        .collect();
-                    eprintln!("    {t:?} r{}: {:?}", r.0, votes);
-                }
-            }
         }
     }
 
-    fn process(&mut self, event: Event) {
+    fn process(&mut self, event: Ev) {
         match event {
-            Event::Deliver { to, from, msg } => {
+            Ev::Deliver { to, from, payload } => {
                 if self.nodes[to].up && !self.partitioned(from, to) {
-                    self.on_message(to, from, msg);
+                    self.deliver(to, from, payload);
                 }
             }
-            Event::Timeout {
+            Ev::Timer {
                 node,
                 incarnation,
-                height,
-                round,
-                kind,
+                timer,
             } => {
                 if self.alive(node, incarnation) {
-                    let _ = self.feed(
-                        node,
-                        Input::TimeoutElapsed {
-                            height,
-                            round,
-                            kind,
-                        },
-                    );
+                    self.feed(node, Event::Timer(timer), None);
                 }
             }
-            Event::NextHeight {
-                node,
-                incarnation,
-                height,
-            } => {
-                if self.alive(node, incarnation) && self.nodes[node].engine.height() < height {
-                    self.start_height(node, height);
-                }
-            }
-            Event::Tick { node, incarnation } => {
+            Ev::Tick { node, incarnation } => {
                 if self.alive(node, incarnation) {
-                    self.tick(node);
-                    let every = self.cfg.net.tick_ms;
-                    self.schedule(every, Event::Tick { node, incarnation });
+                    self.feed(node, Event::Tick, None);
+                    self.schedule(TICK.as_millis() as u64, Ev::Tick { node, incarnation });
                 }
             }
-            Event::Crash(node) => {
-                let cfg = self.engine_cfg.clone();
-                self.nodes[node].crash(&cfg);
+            Ev::Flush { node, incarnation } => {
+                if self.alive(node, incarnation) {
+                    self.nodes[node].flush_armed = false;
+                    self.feed(node, Event::FlushTxs, None);
+                }
             }
-            Event::Restart(node) => self.restart(node),
-            Event::PartitionStart(i) => {
+            Ev::RequestTimeout { node, id } => {
+                if let Some((incarnation, peer)) = self.pending.remove(&(node, id)) {
+                    if self.alive(node, incarnation) {
+                        let from = self.nodes[peer].peer;
+                        let response = Err("request timed out".to_string());
+                        self.feed(node, Event::SyncReply { from, response }, None);
+                    }
+                }
+            }
+            Ev::Crash(node) => self.crash(node),
+            Ev::Restart(node) => self.boot(node),
+            Ev::PartitionStart(i) => {
                 self.partition = Some(self.plan.partitions[i].sides.clone())
             }
-            Event::PartitionEnd => self.partition = None,
-            Event::Stable => {
+            Ev::PartitionEnd => self.partition = None,
+            Ev::Stable => {
+                self.clients_on = false;
                 let max = self
                     .honest()
                     .map(|n| self.checker.decided_height[n.index])
@@ -440,6 +489,12 @@ impl World {
                 self.target = Some(target);
                 self.deadline =
                     self.now + todo * self.cfg.per_height_bound.as_millis() as u64 + 10_000;
+            }
+            Ev::Client => {
+                if self.clients_on {
+                    self.client_sends();
+                    self.schedule(TX_EVERY_MS, Ev::Client);
+                }
             }
         }
     }
@@ -454,21 +509,178 @@ impl World {
             .is_some_and(|sides| sides[a] != sides[b])
     }
 
-    fn valset(&mut self, height: Height) -> ValidatorSet {
-        while (self.valsets.len() as u64) < height.0 {
-            let mut next = self.valsets.last().expect("genesis set").clone();
-            next.increment_proposer_priority(1);
-            self.valsets.push(next);
+    // ------------------------------------------------------------------ lifecycle
+
+    /// Starts (or restarts) a node from its disk, connected to every node that is up.
+    fn boot(&mut self, i: usize) {
+        let (wal, torn) = self.nodes[i].boot(&self.shared);
+        if torn {
+            self.torn_wals += 1;
         }
-        self.valsets[height.0 as usize - 1].clone()
+        let incarnation = self.nodes[i].incarnation;
+        self.feed(i, Event::Start { wal }, None);
+        for j in 0..self.nodes.len() {
+            if j != i && self.nodes[j].up {
+                let (pi, pj) = (self.nodes[i].peer, self.nodes[j].peer);
+                self.feed(i, Event::PeerConnected(pj), None);
+                self.feed(j, Event::PeerConnected(pi), None);
+            }
+        }
+        let jitter = self.rng.gen_range(0..TICK.as_millis() as u64);
+        self.schedule(jitter, Ev::Tick { node: i, incarnation });
+    }
+
+    /// A power cut: unflushed store batches are lost, and the WAL keeps what was fsynced
+    /// plus, one time in two, a torn piece of what was not.
+    fn crash(&mut self, i: usize) {
+        self.lost_batches += self.nodes[i].kv.unflushed_batches();
+        let unsynced = self.nodes[i].wal.unsynced_bytes();
+        let torn = if unsynced > 0 && self.rng.gen_bool(0.5) {
+            self.rng.gen_range(0..unsynced)
+        } else {
+            0
+        };
+        self.nodes[i].crash(torn);
+        let pi = self.nodes[i].peer;
+        for j in 0..self.nodes.len() {
+            if j != i && self.nodes[j].up {
+                self.feed(j, Event::PeerDisconnected(pi), None);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ driving a node
+
+    /// Hands one event to node `i`'s driver and carries out the effects. `origin`: the
+    /// sender of the gossip message or request being handled.
+    fn feed(&mut self, i: usize, event: Event, origin: Option<(usize, Rc<Payload>)>) {
+        let now = Now {
+            wall: Timestamp {
+                seconds: GENESIS_SECONDS + (self.now / 1000) as i64,
+                nanos: ((self.now % 1000) * 1_000_000) as u32,
+            },
+            mono_ms: self.now,
+        };
+        let Some(driver) = self.nodes[i].driver.as_mut() else {
+            return;
+        };
+        let effects = match driver.handle(now, event) {
+            Ok(effects) => effects,
+            Err(e) => {
+                self.checker.node_stopped(i, e.to_string());
+                self.crash(i);
+                return;
+            }
+        };
+        for effect in effects {
+            self.carry_out(i, effect, origin.as_ref());
+        }
+    }
+
+    fn carry_out(&mut self, i: usize, effect: Effect, origin: Option<&(usize, Rc<Payload>)>) {
+        match effect {
+            Effect::Publish { topic, data } => self.publish(i, topic, data),
+            Effect::Verdict(Verdict::Accept) => {
+                if let Some((from, payload)) = origin {
+                    self.relay(i, *from, payload.clone());
+                }
+            }
+            Effect::Verdict(_) => {}
+            Effect::Request { peer, request } => {
+                let Some(&to) = self.by_peer.get(&peer) else {
+                    return;
+                };
+                self.next_request += 1;
+                let id = self.next_request;
+                let incarnation = self.nodes[i].incarnation;
+                self.pending.insert((i, id), (incarnation, to));
+                let data = wire::encode(&request);
+                self.send(i, to, Rc::new(Payload::Request { id, data }));
+                self.schedule(REQUEST_TIMEOUT_MS, Ev::RequestTimeout { node: i, id });
+            }
+            Effect::Respond(data) => {
+                if let Some((from, payload)) = origin {
+                    if let Payload::Request { id, .. } = &**payload {
+                        let response = wire::decode::<SyncResponse>(&data);
+                        let reply = Payload::Reply { id: *id, response };
+                        self.send(i, *from, Rc::new(reply));
+                    }
+                }
+            }
+            Effect::Penalise { .. } => {}
+            Effect::Schedule { after, timer } => {
+                let incarnation = self.nodes[i].incarnation;
+                self.schedule(
+                    after.as_millis() as u64,
+                    Ev::Timer {
+                        node: i,
+                        incarnation,
+                        timer,
+                    },
+                );
+            }
+            Effect::Committed(c) => self.committed(i, &c),
+            Effect::TxAdmitted { hash, result } => {
+                if result.is_ok() {
+                    let incarnation = self.nodes[i].incarnation;
+                    self.admitted.entry(hash).or_insert(Admitted {
+                        node: i,
+                        incarnation,
+                        committed: 0,
+                    });
+                    if !self.nodes[i].flush_armed {
+                        self.nodes[i].flush_armed = true;
+                        let after = GOSSIP_TICK.as_millis() as u64;
+                        self.schedule(after, Ev::Flush { node: i, incarnation });
+                    }
+                }
+            }
+            Effect::EvidenceAdmitted { .. } => {}
+        }
+    }
+
+    /// A message arrives at `to`: gossip once per node (gossipsub's duplicate cache),
+    /// requests and replies as they come.
+    fn deliver(&mut self, to: usize, from: usize, payload: Rc<Payload>) {
+        let from_peer = self.nodes[from].peer;
+        match &*payload {
+            Payload::Gossip { topic, data, id } => {
+                if !self.nodes[to].seen.insert(*id) {
+                    return;
+                }
+                let event = Event::Gossip {
+                    topic: *topic,
+                    from: from_peer,
+                    data: (**data).clone(),
+                };
+                self.feed(to, event, Some((from, payload.clone())));
+            }
+            Payload::Request { data, .. } => {
+                let event = Event::SyncRequest {
+                    from: from_peer,
+                    data: data.clone(),
+                };
+                self.feed(to, event, Some((from, payload.clone())));
+            }
+            Payload::Reply { id, response } => {
+                let Some((incarnation, _)) = self.pending.remove(&(to, *id)) else {
+                    return; // timed out already
+                };
+                if self.alive(to, incarnation) {
+                    let response = response.clone();
+                    self.feed(to, Event::SyncReply { from: from_peer, response }, None);
+                }
+            }
+        }
     }
 
     // ------------------------------------------------------------------ network
 
-    fn send(&mut self, from: usize, to: usize, msg: Rc<NetMsg>) {
+    fn send(&mut self, from: usize, to: usize, payload: Rc<Payload>) {
         self.messages += 1;
         let net = &self.cfg.net;
-        if self.partitioned(from, to) || self.rng.gen_bool(net.drop_prob) {
+        if !self.nodes[to].up || self.partitioned(from, to) || self.rng.gen_bool(net.drop_prob)
+        {
             return;
         }
         let copies = if self.rng.gen_bool(net.dup_prob) {
@@ -490,16 +702,28 @@ impl World {
             }
             self.schedule(
                 delay,
-                Event::Deliver {
+                Ev::Deliver {
                     to,
                     from,
-                    msg: msg.clone(),
+                    payload: payload.clone(),
                 },
             );
         }
     }
 
-    fn broadcast(&mut self, from: usize, msg: Rc<NetMsg>, audience: Audience) {
+    fn gossip(topic: Topic, data: Vec<u8>) -> Rc<Payload> {
+        let id = Hash::digest(&data);
+        Rc::new(Payload::Gossip {
+            topic,
+            data: Rc::new(data),
+            id,
+        })
+    }
+
+    fn broadcast(&mut self, from: usize, payload: Rc<Payload>, audience: Audience) {
+        if let Payload::Gossip { id, .. } = &*payload {
+            self.nodes[from].seen.insert(*id);
+        }
         let targets: Vec<usize> = match audience {
             Audience::All => (0..self.nodes.len()).collect(),
             Audience::Half(k) => self.halves[k]
@@ -510,13 +734,13 @@ impl World {
         };
         for to in targets {
             if to != from {
-                self.send(from, to, msg.clone());
+                self.send(from, to, payload.clone());
             }
         }
     }
 
-    /// Gossip: an honest node forwards a message it accepted as new to a few random peers.
-    fn relay(&mut self, node: usize, from: usize, msg: Rc<NetMsg>) {
+    /// Gossip: an honest node forwards a message it accepted to a few random peers.
+    fn relay(&mut self, node: usize, from: usize, payload: Rc<Payload>) {
         if !self.nodes[node].is_honest() {
             return;
         }
@@ -524,518 +748,274 @@ impl World {
         for _ in 0..self.cfg.net.relay_fanout.min(n.saturating_sub(1)) {
             let peer = self.rng.gen_range(0..n);
             if peer != node && peer != from {
-                self.send(node, peer, msg.clone());
+                self.send(node, peer, payload.clone());
             }
         }
     }
 
-    fn buffer(&mut self, node: usize, from: usize, height: Height, msg: Rc<NetMsg>) {
-        let cap = 16 * self.nodes.len();
-        let n = &mut self.nodes[node];
-        if height.0 <= n.engine.height().0 + FUTURE_HEIGHTS && n.future_len < cap {
-            n.future.entry(height.0).or_default().push((from, msg));
-            n.future_len += 1;
-        }
-    }
-
-    fn on_message(&mut self, to: usize, from: usize, msg: Rc<NetMsg>) {
-        let current = self.nodes[to].engine.height();
-        match &*msg {
-            NetMsg::Proposal { proposal, block } => {
-                let height = proposal.proposal.height;
-                if height > current {
-                    return self.buffer(to, from, height, msg.clone());
-                }
-                if block.id() != proposal.proposal.block_id {
-                    return; // A block that does not match its proposal is garbage.
-                }
-                self.learn_block(to, block);
-                if self.feed(to, Input::Proposal(proposal.clone())).is_ok() {
-                    self.relay(to, from, msg.clone());
-                    let valid = block_is_valid(CHAIN_ID, height, block);
-                    let block_id = proposal.proposal.block_id;
-                    let _ = self.feed(
-                        to,
-                        Input::ProposalValidity {
-                            height,
-                            block_id,
-                            valid,
-                        },
-                    );
-                }
-            }
-            NetMsg::Vote(vote) => match self.feed(to, Input::Vote(vote.clone())) {
-                Ok(()) => self.relay(to, from, msg.clone()),
-                Err(ConsensusError::FutureHeight { got, .. }) => {
-                    self.buffer(to, from, got, msg.clone())
-                }
-                Err(_) => {}
-            },
-            NetMsg::Status { height } => {
-                if self.nodes[to].is_honest() {
-                    for h in height.0..height.0 + CATCH_UP_BATCH {
-                        let Some(d) = self.nodes[to].chain.get(&h) else {
-                            break;
-                        };
-                        let reply = Rc::new(NetMsg::Decided(d.clone()));
-                        self.send(to, from, reply);
-                    }
-                }
-            }
-            NetMsg::Decided(d) => {
-                let height = d.proposal.proposal.height;
-                if height > current {
-                    return self.buffer(to, from, height, msg.clone());
-                }
-                if height < current || d.block.id() != d.proposal.proposal.block_id {
-                    return;
-                }
-                self.learn_block(to, &d.block);
-                let _ = self.feed(to, Input::Proposal(d.proposal.clone()));
-                let valid = block_is_valid(CHAIN_ID, height, &d.block);
-                let block_id = d.block.id();
-                let _ = self.feed(
-                    to,
-                    Input::ProposalValidity {
-                        height,
-                        block_id,
-                        valid,
-                    },
-                );
-                for precommit in d.commit.precommits() {
-                    let _ = self.feed(to, Input::Vote(precommit));
-                }
-            }
-        }
-    }
-
-    fn learn_block(&mut self, node: usize, block: &Block) {
-        let n = &mut self.nodes[node];
-        let id = block.id();
-        if let std::collections::hash_map::Entry::Vacant(slot) = n.blocks.entry(id) {
-            slot.insert(block.clone());
-            n.wal.push(WalEntry::Block(Box::new(block.clone())));
-        }
-    }
-
-    /// Periodic gossip: re-send own messages of this height. A node stuck at the same height
-    /// since the last tick also announces its height (peers that have decided it answer with
-    /// the decision) and pushes everything it holds for the height to a few random peers, so that
-    /// what one honest node received, every honest node eventually receives: the gossip
-    /// property the paper's liveness proof assumes (CometBFT's reactor sends peers the votes
-    /// they lack). Without it an equivocator can keep two honest groups locked apart.
-    fn tick(&mut self, node: usize) {
-        let own = self.nodes[node].own.clone();
-        for (msg, audience) in own {
-            self.broadcast(node, msg, audience);
-        }
-        let height = self.nodes[node].engine.height();
-        let stuck = self.nodes[node].height_at_last_tick == height.0;
-        self.nodes[node].height_at_last_tick = height.0;
-        if stuck {
-            self.broadcast(node, Rc::new(NetMsg::Status { height }), Audience::All);
-            if self.nodes[node].is_honest() {
-                self.anti_entropy(node);
-            }
-        }
-    }
-
-    fn anti_entropy(&mut self, node: usize) {
-        let n = &self.nodes[node];
-        let mut msgs: Vec<Rc<NetMsg>> = n
-            .engine
-            .proposals()
-            .filter_map(|p| {
-                let block = n.blocks.get(&p.proposal.block_id)?.clone();
-                Some(Rc::new(NetMsg::Proposal {
-                    proposal: p.clone(),
-                    block,
-                }))
-            })
-            .collect();
-        msgs.extend(
-            n.engine
-                .votes()
-                .all_votes()
-                .map(|v| Rc::new(NetMsg::Vote(v.clone()))),
-        );
-        let count = self.nodes.len();
-        for _ in 0..2 {
-            let peer = self.rng.gen_range(0..count);
-            if peer == node {
-                continue;
-            }
-            for msg in &msgs {
-                self.send(node, peer, msg.clone());
-            }
-        }
-    }
-
-    // ------------------------------------------------------------------ node driving
-
-    /// Feeds one input and carries out everything that follows from it.
-    fn feed(&mut self, node: usize, input: Input) -> Result<(), ConsensusError> {
-        let outputs = self.apply(node, input)?;
-        let mut work = VecDeque::new();
-        for o in outputs {
-            self.execute(node, o, &mut work);
-        }
-        self.drain(node, work);
-        Ok(())
-    }
-
-    fn drain(&mut self, node: usize, mut work: VecDeque<Input>) {
-        while let Some(input) = work.pop_front() {
-            if let Ok(outputs) = self.apply(node, input) {
-                for o in outputs {
-                    self.execute(node, o, &mut work);
-                }
-            }
-        }
-    }
-
-    /// Hands the input to the engine and logs it to the WAL once accepted.
-    fn apply(&mut self, node: usize, input: Input) -> Result<Vec<Output>, ConsensusError> {
-        let n = &mut self.nodes[node];
-        let outputs = n.engine.handle(input.clone())?;
-        n.wal.push(WalEntry::Input(input));
-        Ok(outputs)
-    }
-
-    fn start_height(&mut self, node: usize, height: Height) {
-        let validators = self.valset(height);
-        {
-            let n = &mut self.nodes[node];
-            n.wal.clear();
-            n.own.clear();
-            n.blocks.clear();
-        }
-        if self
-            .feed(node, Input::NewHeight { height, validators })
-            .is_err()
-        {
-            return;
-        }
-        let n = &mut self.nodes[node];
-        let mut ready = Vec::new();
-        while let Some((&h, _)) = n.future.first_key_value() {
-            if h > height.0 {
-                break;
-            }
-            let (h, msgs) = n.future.pop_first().expect("non-empty");
-            n.future_len -= msgs.len();
-            if h == height.0 {
-                ready.extend(msgs);
-            }
-        }
-        for (from, msg) in ready {
-            self.on_message(node, from, msg);
-        }
-    }
-
-    fn restart(&mut self, node: usize) {
-        let next = self.nodes[node].next_height();
-        let wal = std::mem::take(&mut self.nodes[node].wal);
-        self.nodes[node].up = true;
-        let resumable = matches!(wal.first(), Some(WalEntry::Input(Input::NewHeight { height, .. })) if *height == next);
-        if resumable {
-            // Replay the WAL into the fresh engine, then carry out what it asks for: the double-
-            // sign guard turns repeats into identical re-signs and refuses anything older.
-            let mut outputs = Vec::new();
-            {
-                let n = &mut self.nodes[node];
-                for entry in &wal {
-                    match entry {
-                        WalEntry::Block(b) => {
-                            n.blocks.insert(b.id(), (**b).clone());
-                        }
-                        WalEntry::Input(input) => {
-                            if let Ok(o) = n.engine.handle(input.clone()) {
-                                outputs.extend(o);
-                            }
-                            match input {
-                                Input::Vote(v) if v.vote.validator == n.address => {
-                                    n.own
-                                        .push((Rc::new(NetMsg::Vote(v.clone())), Audience::All));
-                                }
-                                Input::Proposal(p) if p.proposal.proposer == n.address => {
-                                    if let Some(block) = n.blocks.get(&p.proposal.block_id) {
-                                        let msg = NetMsg::Proposal {
-                                            proposal: p.clone(),
-                                            block: block.clone(),
-                                        };
-                                        n.own.push((Rc::new(msg), Audience::All));
-                                    }
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-                n.wal = wal;
-            }
-            let mut work = VecDeque::new();
-            for o in outputs {
-                self.execute(node, o, &mut work);
-            }
-            self.drain(node, work);
-        } else {
-            self.start_height(node, next);
-        }
-        let incarnation = self.nodes[node].incarnation;
-        self.schedule(self.cfg.net.tick_ms / 2, Event::Tick { node, incarnation });
-    }
-
-    fn execute(&mut self, node: usize, output: Output, work: &mut VecDeque<Input>) {
-        match output {
-            Output::Propose(p) => {
-                if self.nodes[node].role == Role::Equivocator {
-                    self.byzantine_propose(node, p, work)
-                } else {
-                    self.honest_propose(node, p, work)
-                }
-            }
-            Output::Vote(v) => {
-                if self.nodes[node].role == Role::Equivocator {
-                    self.byzantine_vote(node, v, work)
-                } else {
-                    self.honest_vote(node, v, work)
-                }
-            }
-            Output::ScheduleTimeout {
-                height,
-                round,
-                kind,
-                after,
-            } => {
-                let incarnation = self.nodes[node].incarnation;
-                self.schedule(
-                    after.as_millis() as u64,
-                    Event::Timeout {
-                        node,
-                        incarnation,
-                        height,
-                        round,
-                        kind,
-                    },
-                );
-            }
-            Output::RequestValue { height, round } => {
-                let nonce = self.rng.gen();
-                let block = make_block(CHAIN_ID, height, self.nodes[node].address, nonce);
-                let block_id = block.id();
-                self.learn_block(node, &block);
-                work.push_back(Input::ValueReady {
-                    height,
-                    round,
-                    block_id,
-                });
-            }
-            Output::Decide {
-                height,
-                proposal,
-                commit,
-                ..
-            } => {
-                let block_id = proposal.proposal.block_id;
-                let Some(block) = self.nodes[node].blocks.get(&block_id).cloned() else {
+    /// What a node's driver publishes: watched by the checker, rewritten by an
+    /// equivocator, then gossiped.
+    fn publish(&mut self, i: usize, topic: Topic, data: Vec<u8>) {
+        match topic {
+            Topic::Consensus => {
+                let Ok(msg) = wire::decode::<ConsensusMsg>(&data) else {
                     return;
                 };
-                if self.nodes[node].is_honest() {
-                    let valid = block_is_valid(CHAIN_ID, height, &block);
-                    self.checker.decided(node, height, block_id, valid);
+                if self.nodes[i].role == Role::Equivocator {
+                    return self.equivocate(i, msg);
                 }
-                self.nodes[node].chain.insert(
-                    height.0,
-                    Decided {
-                        proposal,
-                        block,
-                        commit,
-                    },
-                );
-                let incarnation = self.nodes[node].incarnation;
-                let after = self.cfg.timeouts.commit.as_millis() as u64;
-                self.schedule(
-                    after,
-                    Event::NextHeight {
-                        node,
-                        incarnation,
-                        height: height.next(),
-                    },
-                );
+                self.observe(i, &msg);
             }
-            Output::Evidence(ev) => {
-                if self.nodes[node].is_honest() {
-                    self.checker.evidence(node, &ev);
+            Topic::Evidence => {
+                if self.nodes[i].is_honest() {
+                    if let Ok(basalt_types::Evidence::DuplicateVote(d)) =
+                        wire::decode::<basalt_types::Evidence>(&data)
+                    {
+                        self.checker.evidence(i, &d);
+                    }
+                }
+            }
+            Topic::Txs => {}
+        }
+        self.broadcast(i, Self::gossip(topic, data), Audience::All);
+    }
+
+    /// The checker sees every signed consensus message an honest node sends.
+    fn observe(&mut self, i: usize, msg: &ConsensusMsg) {
+        match msg {
+            ConsensusMsg::Proposal { proposal, .. } => {
+                self.checker.proposed(proposal.proposal.block_id);
+                let p = &proposal.proposal;
+                if p.proposer == self.nodes[i].address {
+                    let bytes = p.sign_bytes(CHAIN_ID);
+                    self.checker
+                        .honest_signed(i, p.height, p.round, SignStep::Propose, &bytes);
+                }
+            }
+            ConsensusMsg::Vote(v) => {
+                if v.vote.validator == self.nodes[i].address {
+                    let step = match v.vote.vote_type {
+                        VoteType::Prevote => SignStep::Prevote,
+                        VoteType::Precommit => SignStep::Precommit,
+                    };
+                    let bytes = v.vote.sign_bytes(CHAIN_ID);
+                    self.checker
+                        .honest_signed(i, v.vote.height, v.vote.round, step, &bytes);
                 }
             }
         }
     }
 
-    /// Signs through the double-sign guard; `None` when the guard refuses.
-    fn guarded_sign(
-        &mut self,
-        node: usize,
-        height: Height,
-        round: Round,
-        step: SignStep,
-        bytes: Vec<u8>,
-    ) -> Option<basalt_types::Signature> {
-        let n = &mut self.nodes[node];
-        let signature = match n.signer.check(height, round, step, &bytes) {
-            Ok(SignDecision::Sign) => {
-                let s = n.key.sign(&bytes);
-                n.signer.record(height, round, step, bytes.clone(), s);
-                s
-            }
-            Ok(SignDecision::Reuse(s)) => s,
-            Err(_) => return None,
-        };
-        self.checker
-            .honest_signed(node, height, round, step, &bytes);
-        Some(signature)
-    }
+    // ------------------------------------------------------------------ the adversary
 
-    fn honest_vote(&mut self, node: usize, vote: Vote, work: &mut VecDeque<Input>) {
-        let step = match vote.vote_type {
-            VoteType::Prevote => SignStep::Prevote,
-            VoteType::Precommit => SignStep::Precommit,
-        };
-        let bytes = vote.sign_bytes(CHAIN_ID);
-        let Some(signature) = self.guarded_sign(node, vote.height, vote.round, step, bytes) else {
-            return;
-        };
-        let signed = SignedVote { vote, signature };
-        let msg = Rc::new(NetMsg::Vote(signed.clone()));
-        self.nodes[node].own.push((msg.clone(), Audience::All));
-        self.broadcast(node, msg, Audience::All);
-        work.push_back(Input::Vote(signed));
-    }
-
-    fn honest_propose(&mut self, node: usize, proposal: Proposal, work: &mut VecDeque<Input>) {
-        let Some(block) = self.nodes[node].blocks.get(&proposal.block_id).cloned() else {
-            return;
-        };
-        let bytes = proposal.sign_bytes(CHAIN_ID);
-        let (height, round) = (proposal.height, proposal.round);
-        let Some(signature) = self.guarded_sign(node, height, round, SignStep::Propose, bytes)
-        else {
-            return;
-        };
-        let signed = SignedProposal {
-            proposal,
-            signature,
-        };
-        self.send_proposal(node, signed, block, Audience::All, work);
-    }
-
-    fn send_proposal(
-        &mut self,
-        node: usize,
-        signed: SignedProposal,
-        block: Block,
-        audience: Audience,
-        work: &mut VecDeque<Input>,
-    ) {
-        let (height, block_id) = (signed.proposal.height, signed.proposal.block_id);
-        self.checker.proposed(block_id);
-        let valid = block_is_valid(CHAIN_ID, height, &block);
-        let msg = Rc::new(NetMsg::Proposal {
-            proposal: signed.clone(),
-            block,
-        });
-        self.nodes[node].own.push((msg.clone(), audience));
-        self.broadcast(node, msg, audience);
-        work.push_back(Input::Proposal(signed));
-        work.push_back(Input::ProposalValidity {
-            height,
-            block_id,
-            valid,
-        });
-    }
-
-    /// A Byzantine proposer signs two different proposals and sends one to each half of the
-    /// honest validators (the lower block id to half 0); its accomplices see both.
-    fn byzantine_propose(&mut self, node: usize, proposal: Proposal, work: &mut VecDeque<Input>) {
-        let Some(first) = self.nodes[node].blocks.get(&proposal.block_id).cloned() else {
-            return;
-        };
-        let nonce = self.rng.gen();
-        let second = make_block(CHAIN_ID, proposal.height, self.nodes[node].address, nonce);
-        self.learn_block(node, &second);
-        let other = Proposal {
-            pol_round: None,
-            block_id: second.id(),
-            ..proposal.clone()
-        };
-        let mut pair = [(proposal, first), (other, second)];
-        pair.sort_by_key(|(p, _)| p.block_id);
-        for (half, (p, block)) in pair.into_iter().enumerate() {
-            let key = self.nodes[node].key.clone();
-            let signed = p.sign(CHAIN_ID, &key);
-            // Colluders share both proposals at once (over their own channel), so that they
-            // all split their votes the same way.
-            let shared = Rc::new(NetMsg::Proposal {
-                proposal: signed.clone(),
-                block: block.clone(),
-            });
-            for accomplice in self.byzantine.clone() {
-                if accomplice != node {
-                    self.schedule(
-                        0,
-                        Event::Deliver {
-                            to: accomplice,
-                            from: node,
-                            msg: shared.clone(),
-                        },
-                    );
+    /// An equivocator's own messages, rewritten. A proposal: a second block (one
+    /// nanosecond later, so just as valid) proposed too, one to each half of the honest
+    /// validators (the lower block id to half 0), both to its accomplices at once. A vote:
+    /// with two proposals in the round, half 0 gets a vote for the lower block id and half
+    /// 1 for the other; otherwise half 0 gets the driver's vote and half 1 a conflicting
+    /// one (nil for a value, a value for nil).
+    fn equivocate(&mut self, i: usize, msg: ConsensusMsg) {
+        let key = self.nodes[i].key.clone();
+        match msg {
+            ConsensusMsg::Proposal { proposal, block } => {
+                let mut second = (*block).clone();
+                second.header.time.nanos = (second.header.time.nanos + 1) % 1_000_000_000;
+                let other = Proposal {
+                    pol_round: None,
+                    block_id: second.id(),
+                    ..proposal.proposal.clone()
+                }
+                .sign(CHAIN_ID, &key);
+                let mut pair = [(proposal, *block), (other, second)];
+                pair.sort_by_key(|(p, _)| p.proposal.block_id);
+                for (half, (p, b)) in pair.into_iter().enumerate() {
+                    self.checker.proposed(p.proposal.block_id);
+                    let msg = ConsensusMsg::Proposal {
+                        proposal: p,
+                        block: Box::new(b),
+                    };
+                    let payload = Self::gossip(Topic::Consensus, wire::encode(&msg));
+                    for accomplice in self.byzantine.clone() {
+                        if accomplice != i {
+                            self.schedule(
+                                0,
+                                Ev::Deliver {
+                                    to: accomplice,
+                                    from: i,
+                                    payload: payload.clone(),
+                                },
+                            );
+                        }
+                    }
+                    self.broadcast(i, payload, Audience::Half(half));
                 }
             }
-            self.send_proposal(node, signed, block, Audience::Half(half), work);
+            ConsensusMsg::Vote(signed) => {
+                let vote = signed.vote;
+                let mut ids: Vec<BlockId> = self.nodes[i]
+                    .driver
+                    .as_ref()
+                    .map(|d| {
+                        d.engine
+                            .proposals()
+                            .filter(|p| p.proposal.round == vote.round)
+                            .map(|p| p.proposal.block_id)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                ids.sort();
+                ids.dedup();
+                let values = if ids.len() >= 2 {
+                    [Some(ids[0]), Some(ids[1])]
+                } else {
+                    let alternative = match vote.block_id {
+                        Some(_) => None,
+                        None => Some(ids.first().copied().unwrap_or_else(|| {
+                            BlockId(Hash::digest(&self.rng.gen::<[u8; 8]>()))
+                        })),
+                    };
+                    [vote.block_id, alternative]
+                };
+                for (half, value) in values.into_iter().enumerate() {
+                    let signed = Vote {
+                        block_id: value,
+                        ..vote.clone()
+                    }
+                    .sign(CHAIN_ID, &key);
+                    self.checker
+                        .byzantine_vote(i, vote.height, vote.round, vote.vote_type, value);
+                    let msg = ConsensusMsg::Vote(signed);
+                    let payload = Self::gossip(Topic::Consensus, wire::encode(&msg));
+                    self.broadcast(i, payload, Audience::Half(half));
+                }
+            }
         }
     }
 
-    /// A Byzantine voter splits: with two proposals in the round, half 0 gets a vote for the
-    /// lower block id and half 1 for the other; otherwise half 0 gets the engine's vote and
-    /// half 1 a conflicting one (nil for a value, a value for nil).
-    fn byzantine_vote(&mut self, node: usize, vote: Vote, work: &mut VecDeque<Input>) {
-        let mut ids: Vec<BlockId> = self.nodes[node]
-            .engine
-            .proposals()
-            .filter(|p| p.proposal.round == vote.round)
-            .map(|p| p.proposal.block_id)
+    // ------------------------------------------------------------------ clients and commits
+
+    /// Each client account without a transfer in flight sends one (its next nonce, to a
+    /// random account) through a random honest node that is up.
+    fn client_sends(&mut self) {
+        let up: Vec<usize> = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_honest() && n.up)
+            .map(|n| n.index)
             .collect();
-        ids.sort();
-        ids.dedup();
-        let values = if ids.len() >= 2 {
-            [Some(ids[0]), Some(ids[1])]
-        } else {
-            let alternative = match vote.block_id {
-                Some(_) => None,
-                None => Some(
-                    ids.first()
-                        .copied()
-                        .unwrap_or_else(|| BlockId(Hash::digest(&self.rng.gen::<[u8; 8]>()))),
-                ),
-            };
-            [vote.block_id, alternative]
-        };
-        let key = self.nodes[node].key.clone();
-        for (half, value) in values.into_iter().enumerate() {
-            let signed = Vote {
-                block_id: value,
-                ..vote.clone()
+        if up.is_empty() {
+            return;
+        }
+        let a = self.rng.gen_range(0..ACCOUNTS);
+        if self.accounts[a].in_flight.is_some() {
+            return;
+        }
+        // Mostly transfers; one in five a delegation of one unit of power to a random
+        // validator, which changes the validator set two heights after its block.
+        let msg = if self.rng.gen_bool(0.2) {
+            let v = self.rng.gen_range(0..self.nodes.len());
+            Msg::Delegate {
+                validator: self.nodes[v].address,
+                amount: 1_000_000,
             }
-            .sign(CHAIN_ID, &key);
-            self.checker
-                .byzantine_vote(node, vote.height, vote.round, vote.vote_type, value);
-            let msg = Rc::new(NetMsg::Vote(signed.clone()));
-            self.nodes[node]
-                .own
-                .push((msg.clone(), Audience::Half(half)));
-            self.broadcast(node, msg, Audience::Half(half));
-            if half == 0 {
-                work.push_back(Input::Vote(signed));
+        } else {
+            let to = account_key(self.rng.gen_range(0..ACCOUNTS))
+                .public_key()
+                .address();
+            Msg::Transfer { to, amount: 10 }
+        };
+        let tx: SignedTx = TxBody {
+            chain_id: CHAIN_ID.into(),
+            nonce: self.accounts[a].nonce,
+            fee: 1,
+            msg,
+        }
+        .sign(&self.accounts[a].key);
+        let bytes = tx.to_bytes();
+        let hash = basalt_runtime::tx_hash(&bytes);
+        let node = up[self.rng.gen_range(0..up.len())];
+        self.feed(
+            node,
+            Event::SubmitTx {
+                tx: bytes,
+                verified: None,
+            },
+            None,
+        );
+        if self.admitted.contains_key(&hash) {
+            self.accounts[a].in_flight = Some(hash);
+        }
+    }
+
+    fn committed(&mut self, i: usize, c: &basalt_node::driver::Committed) {
+        if !self.nodes[i].is_honest() {
+            return;
+        }
+        let height = c.block.header.height;
+        let block_id = c.block.id();
+        let valid = c.block.header.chain_id == CHAIN_ID && c.block.body_matches_header();
+        self.checker.decided(i, height, block_id, valid);
+        // Evidence an honest node committed catches its validator, whoever detected it
+        // first (an equivocator's accomplices often do, and gossip it).
+        for ev in &c.block.evidence {
+            let basalt_types::Evidence::DuplicateVote(d) = ev;
+            self.checker.evidence(i, d);
+        }
+        let app_hash = c.applied.result.app_hash;
+        match self.app_hashes.get(&height.0) {
+            Some(&(first, h)) if h != app_hash => self.checker.app_hash_differs(height.0, first, i),
+            Some(_) => {}
+            None => {
+                self.app_hashes.insert(height.0, (i, app_hash));
+                // First commit of this height: count its transactions once.
+                for tx in &c.block.txs {
+                    let hash = basalt_runtime::tx_hash(tx);
+                    if let Some(a) = self.admitted.get_mut(&hash) {
+                        a.committed += 1;
+                        if a.committed > 1 {
+                            self.checker.tx_twice(hash);
+                        }
+                    }
+                    for acc in &mut self.accounts {
+                        if acc.in_flight == Some(hash) {
+                            acc.in_flight = None;
+                            acc.nonce += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Admitted transfers never committed, each with why: still waiting in a live node's
+    /// mempool, or lost with the mempool of the node that admitted it.
+    fn dropped_txs(&self) -> Vec<(Hash, &'static str)> {
+        self.admitted
+            .iter()
+            .filter(|(_, a)| a.committed == 0)
+            .map(|(h, a)| {
+                let pending = self.nodes.iter().any(|n| {
+                    n.driver
+                        .as_ref()
+                        .is_some_and(|d| d.mempool.contains(h))
+                });
+                let node = &self.nodes[a.node];
+                let reason = if node.incarnation != a.incarnation {
+                    "its node crashed before the transfer was committed (mempools are not durable)"
+                } else if pending {
+                    "still in a mempool when the run ended"
+                } else {
+                    "lost"
+                };
+                (*h, reason)
+            })
+            .collect()
+    }
+
+    fn check_transactions(&mut self) {
+        for (hash, reason) in self.dropped_txs() {
+            if reason == "lost" {
+                self.checker.tx_lost(hash);
             }
         }
     }
