@@ -6,9 +6,7 @@ use crate::store::{BlockResults, Store, StoreError, TxOutcome};
 use basalt_genesis::Genesis;
 use basalt_runtime::{BlockContext, BlockResult, Runtime, RuntimeError};
 use basalt_staking::{CommitError, ValidatorSchedule, ValidatorSet, ValidatorSetError};
-use basalt_types::{
-    Address, Block, BlockId, Commit, Evidence, Hash, Header, Height, Timestamp,
-};
+use basalt_types::{Address, Block, BlockId, Commit, Evidence, Hash, Header, Height, Timestamp};
 use std::collections::BTreeSet;
 
 #[derive(Debug, thiserror::Error)]

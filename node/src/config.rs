@@ -55,6 +55,8 @@ pub struct RpcConfig {
     pub ws_read_wait_ms: u64,
     #[serde(default = "defaults::ws_write_wait_ms")]
     pub ws_write_wait_ms: u64,
+    #[serde(default = "defaults::query_budget_ms")]
+    pub query_budget_ms: u64,
 }
 
 mod defaults {
@@ -93,6 +95,9 @@ mod defaults {
     }
     pub fn ws_write_wait_ms() -> u64 {
         10_000
+    }
+    pub fn query_budget_ms() -> u64 {
+        5_000
     }
 }
 
@@ -172,6 +177,7 @@ impl Config {
                 idle_timeout_ms: defaults::idle_timeout_ms(),
                 ws_read_wait_ms: defaults::ws_read_wait_ms(),
                 ws_write_wait_ms: defaults::ws_write_wait_ms(),
+                query_budget_ms: defaults::query_budget_ms(),
             },
             consensus: ConsensusConfig {
                 create_empty_blocks: true,
@@ -222,7 +228,9 @@ impl Config {
              # A WebSocket client silent for ws_read_wait_ms (pinged every 9/10 of it) is closed, and so\n\
              # is one that does not take a message within ws_write_wait_ms.\n\
              ws_read_wait_ms = {ws_read}\n\
-             ws_write_wait_ms = {ws_write}\n\n\
+             ws_write_wait_ms = {ws_write}\n\
+             # A read (tx_search, block_search, blockchain, ...) that takes longer answers an error (ms).\n\
+             query_budget_ms = {query_budget}\n\n\
              [consensus]\n\
              # Propose blocks even when the mempool is empty.\n\
              create_empty_blocks = {empty}\n\
@@ -252,6 +260,7 @@ impl Config {
             idle_timeout = self.rpc.idle_timeout_ms,
             ws_read = self.rpc.ws_read_wait_ms,
             ws_write = self.rpc.ws_write_wait_ms,
+            query_budget = self.rpc.query_budget_ms,
             cors = self.rpc.cors_allowed_origins.iter().map(|o| q(o)).collect::<Vec<_>>().join(", "),
             empty = self.consensus.create_empty_blocks,
             commit = self.consensus.timeout_commit_ms,

@@ -57,7 +57,10 @@ impl Kv for SledKv {
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError> {
         self.0
             .scan_prefix(prefix)
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(KvError::from))
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(KvError::from)
+            })
             .collect()
     }
     fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, KvError> {

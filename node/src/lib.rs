@@ -23,6 +23,7 @@ pub mod metrics;
 #[cfg(feature = "byzantine")]
 pub mod misbehave;
 pub mod node;
+pub mod rpc_backend;
 pub mod sigcheck;
 pub mod signer;
 pub mod start;

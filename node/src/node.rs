@@ -5,6 +5,7 @@
 //! decision is the driver's, so the simulator tests the logic that ships.
 
 use crate::driver::{Committed, Driver, Effect, Event, Fatal, Now, Timer};
+use crate::rpc_backend::snapshot::Snapshot;
 use crate::wire::{self, SyncResponse};
 use anyhow::{Context, Result};
 use basalt_p2p::{Event as NetEvent, MessageId, P2pHandle, PeerId};
@@ -12,8 +13,9 @@ use basalt_rpc::RpcError;
 use basalt_types::Timestamp;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// An RPC call waiting for the node's answer.
 pub struct ApiCall {
@@ -34,14 +36,8 @@ pub(crate) enum Internal {
 }
 
 pub struct NodeSettings {
-    pub moniker: String,
-    /// CometBFT-style node id: the address of the node key, lower-case hex.
-    pub node_id: String,
-    pub node_key: basalt_types::PublicKey,
     /// How long `broadcast_tx_commit` waits for the block (CometBFT: 10 s).
     pub broadcast_tx_commit_timeout: Duration,
-    pub rpc_listen: String,
-    pub p2p_listen: String,
 }
 
 pub struct Node {
@@ -49,7 +45,10 @@ pub struct Node {
     pub(crate) driver: Driver,
     pub(crate) p2p: P2pHandle,
     internal: mpsc::UnboundedSender<Internal>,
-    pub(crate) peer_info: HashMap<PeerId, PeerInfo>,
+    pub(crate) peer_info: HashMap<PeerId, Arc<PeerInfo>>,
+    /// Where reads find the node's latest state, and what it was last published for.
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    snapshot_key: Option<(u64, u64, u32, u8, usize)>,
     events: tokio::sync::broadcast::Sender<basalt_rpc::RpcEvent>,
     pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// `broadcast_tx_commit` calls waiting for their transaction's block.
@@ -59,7 +58,7 @@ pub struct Node {
     fatal: Option<Fatal>,
 }
 
-pub(crate) struct PeerInfo {
+pub struct PeerInfo {
     pub addr: String,
     pub ip: String,
     pub outbound: bool,
@@ -79,6 +78,7 @@ pub struct NodeParts {
     pub p2p: P2pHandle,
     pub events: tokio::sync::broadcast::Sender<basalt_rpc::RpcEvent>,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    pub snapshot: watch::Sender<Arc<Snapshot>>,
 }
 
 pub fn now() -> Timestamp {
@@ -113,6 +113,8 @@ impl Node {
             p2p: parts.p2p,
             internal,
             peer_info: HashMap::new(),
+            snapshot: parts.snapshot,
+            snapshot_key: None,
             events: parts.events,
             metrics: parts.metrics,
             commit_waiters: HashMap::new(),
@@ -159,7 +161,9 @@ impl Node {
             }
         }
         tracing::info!("shutting down");
-        node.driver.flush().context("flushing the WAL and the store")?;
+        node.driver
+            .flush()
+            .context("flushing the WAL and the store")?;
         tracing::info!(height = node.driver.last_height(), "shut down cleanly");
         Ok(())
     }
@@ -208,7 +212,20 @@ impl Node {
                 e @ (Effect::TxAdmitted { .. } | Effect::EvidenceAdmitted { .. }) => back.push(e),
             }
         }
+        self.publish_snapshot(false);
         Ok(back)
+    }
+
+    /// Publishes a new snapshot for the RPC reads when the chain, the round or the peers
+    /// moved (or always, with `force`: the tick refreshes mempool counts).
+    fn publish_snapshot(&mut self, force: bool) {
+        let key = Snapshot::key(&self.driver);
+        if !force && self.snapshot_key == Some(key) {
+            return;
+        }
+        self.snapshot_key = Some(key);
+        let snap = Snapshot::of(&self.driver, &self.peer_info);
+        self.snapshot.send_replace(Arc::new(snap));
     }
 
     fn request(&self, peer: PeerId, r: crate::wire::SyncRequest) {
@@ -264,12 +281,12 @@ impl Node {
                     .unwrap_or_default();
                 self.peer_info.insert(
                     peer,
-                    PeerInfo {
+                    Arc::new(PeerInfo {
                         addr: addr.to_string(),
                         ip,
                         outbound,
                         since: now(),
-                    },
+                    }),
                 );
                 self.step(Event::PeerConnected(peer), Origin::None)?;
             }
@@ -338,8 +355,11 @@ impl Node {
         self.metrics.peers.set(d.peers.len() as i64);
         self.metrics.round.set(i64::from(d.engine.round().0));
         self.metrics.mempool_size.set(d.mempool.len() as i64);
-        self.metrics.mempool_bytes.set(d.mempool.size_bytes() as i64);
+        self.metrics
+            .mempool_bytes
+            .set(d.mempool.size_bytes() as i64);
         self.step(Event::Tick, Origin::None)?;
+        self.publish_snapshot(true);
         Ok(())
     }
 

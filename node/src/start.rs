@@ -2,123 +2,26 @@
 //! (bad genesis, data directory of another chain, port in use, unreadable key), then run.
 
 use crate::config::Config;
+use crate::driver::verify::MemoVerifier;
+use crate::driver::{Driver, DriverParts};
 use crate::home::Home;
 use crate::keys;
 use crate::mempool::Mempool;
 use crate::metrics::Metrics;
-use crate::driver::verify::MemoVerifier;
-use crate::driver::{Driver, DriverParts};
-use crate::node::{ApiCall, Node, NodeParts, NodeSettings};
+use crate::node::{Node, NodeParts, NodeSettings};
+use crate::rpc_backend::snapshot::{NodeInfo, Snapshot};
+use crate::rpc_backend::{NodeBackend, Reads};
 use crate::signer::FileSigner;
 use crate::store::Store;
 use crate::wal::Wal;
 use crate::wal_record::WalRecord;
 use anyhow::{anyhow, Context, Result};
 use basalt_genesis::Genesis;
-use basalt_rpc::{Backend, RpcConfig, RpcError};
-use serde_json::{Map, Value};
+use basalt_rpc::RpcConfig;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-
-/// The RPC server's way into the node task.
-#[derive(Clone)]
-struct NodeBackend {
-    calls: mpsc::Sender<ApiCall>,
-    events: tokio::sync::broadcast::Sender<basalt_rpc::RpcEvent>,
-    metrics: Arc<Metrics>,
-}
-
-impl Backend for NodeBackend {
-    fn events(&self) -> tokio::sync::broadcast::Receiver<basalt_rpc::RpcEvent> {
-        self.events.subscribe()
-    }
-
-    fn metrics(&self) -> String {
-        self.metrics.encode()
-    }
-
-    fn rpc_metrics(&self) -> Option<&basalt_rpc::RpcMetrics> {
-        Some(&self.metrics.rpc)
-    }
-
-    async fn call(&self, method: String, params: Map<String, Value>) -> Result<Value, RpcError> {
-        // Signature checks cost the most per transaction: do them here, on the server's
-        // worker threads, so the node task only checks state.
-        let verified_tx = submitted_tx(&method, &params).and_then(|tx| {
-            crate::sigcheck::all_valid(std::slice::from_ref(&tx))
-                .then(|| basalt_runtime::tx_hash(&tx))
-        });
-        self.send(method, params, verified_tx).await?.await
-    }
-
-    /// Like `call` for each, with the batch's transaction signatures verified at once; the
-    /// calls reach the node in the batch's order (a wallet's nonces stay in sequence).
-    async fn call_batch(
-        &self,
-        calls: Vec<(String, Map<String, Value>)>,
-    ) -> Vec<Result<Value, RpcError>> {
-        let (at, txs): (Vec<usize>, Vec<Vec<u8>>) = calls
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (m, p))| submitted_tx(m, p).map(|tx| (i, tx)))
-            .unzip();
-        let mut verified: Vec<Option<basalt_types::Hash>> = vec![None; calls.len()];
-        for ((i, tx), ok) in at
-            .into_iter()
-            .zip(&txs)
-            .zip(crate::sigcheck::each_valid(&txs))
-        {
-            verified[i] = ok.then(|| basalt_runtime::tx_hash(tx));
-        }
-        let mut pending = Vec::with_capacity(calls.len());
-        for ((method, params), verified_tx) in calls.into_iter().zip(verified) {
-            pending.push(self.send(method, params, verified_tx).await);
-        }
-        let mut out = Vec::with_capacity(pending.len());
-        for p in pending {
-            out.push(match p {
-                Ok(answer) => answer.await,
-                Err(e) => Err(e),
-            });
-        }
-        out
-    }
-}
-
-impl NodeBackend {
-    /// Hands a call to the node task; the returned future is its answer.
-    async fn send(
-        &self,
-        method: String,
-        params: Map<String, Value>,
-        verified_tx: Option<basalt_types::Hash>,
-    ) -> Result<impl std::future::Future<Output = Result<Value, RpcError>>, RpcError> {
-        let (reply, rx) = oneshot::channel();
-        self.calls
-            .send(ApiCall {
-                method,
-                params,
-                reply,
-                verified_tx,
-            })
-            .await
-            .map_err(|_| RpcError::internal("the node is shutting down"))?;
-        Ok(async move {
-            rx.await
-                .map_err(|_| RpcError::internal("the node is shutting down"))?
-        })
-    }
-}
-
-/// The transaction a `broadcast_tx_*` call submits.
-fn submitted_tx(method: &str, params: &Map<String, Value>) -> Option<Vec<u8>> {
-    if !method.starts_with("broadcast_tx_") {
-        return None;
-    }
-    basalt_rpc::param_bytes(params, "tx").ok().flatten()
-}
+use tokio::sync::{mpsc, watch};
 
 fn parse_addr(what: &str, s: &str) -> Result<SocketAddr> {
     s.parse()
@@ -173,7 +76,7 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
         crate::config::Indexer::Null => store.without_tx_index(),
     };
     store.check_chain(&chain_id, &genesis.hash())?;
-    let (chain, evidence, replayed) = crate::driver::load_state(genesis, &store)?;
+    let (chain, evidence, replayed) = crate::driver::load_state(genesis.clone(), &store)?;
     tracing::info!(
         chain_id,
         height = chain.next_height() - 1,
@@ -219,10 +122,27 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
     rpc_config.idle_timeout = Duration::from_millis(config.rpc.idle_timeout_ms);
     rpc_config.ws_read_wait = Duration::from_millis(config.rpc.ws_read_wait_ms);
     rpc_config.ws_write_wait = Duration::from_millis(config.rpc.ws_write_wait_ms);
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let backend = NodeBackend {
         calls: api_tx,
         events: events.clone(),
         metrics: metrics.clone(),
+        reads: Arc::new(Reads {
+            store: store.clone(),
+            genesis,
+            info: NodeInfo {
+                moniker: config.moniker.clone(),
+                node_id: node_key.public_key().address().to_hex().to_lowercase(),
+                node_key: node_key.public_key(),
+                rpc_listen: rpc_listen.to_string(),
+                p2p_listen: p2p_listen.to_string(),
+            },
+            snapshot: snapshot_rx,
+            // Reads share the cores with consensus: at most one per core at a time.
+            running: Arc::new(tokio::sync::Semaphore::new(cores)),
+            budget: Duration::from_millis(config.rpc.query_budget_ms),
+        }),
     };
     let rpc_addr = basalt_rpc::serve(rpc_config, backend)
         .await
@@ -236,27 +156,22 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
 
     let parts = NodeParts {
         settings: NodeSettings {
-            moniker: config.moniker.clone(),
-            node_id: node_key.public_key().address().to_hex().to_lowercase(),
-            node_key: node_key.public_key(),
             broadcast_tx_commit_timeout: Duration::from_millis(
                 config.rpc.timeout_broadcast_tx_commit_ms,
             ),
-            rpc_listen: rpc_addr.to_string(),
-            p2p_listen: p2p_listen.to_string(),
         },
         driver: {
             #[allow(unused_mut)]
             let mut driver = Driver::new(DriverParts {
-            chain,
-            store,
-            mempool: Mempool::new(config.mempool.max_txs, config.mempool.max_bytes),
-            evidence,
-            validator: signer,
-            wal: Box::new(wal),
-            verifier: Arc::new(MemoVerifier::default()),
-            create_empty_blocks: config.consensus.create_empty_blocks,
-            timeout_commit: Duration::from_millis(config.consensus.timeout_commit_ms),
+                chain,
+                store,
+                mempool: Mempool::new(config.mempool.max_txs, config.mempool.max_bytes),
+                evidence,
+                validator: signer,
+                wal: Box::new(wal),
+                verifier: Arc::new(MemoVerifier::default()),
+                create_empty_blocks: config.consensus.create_empty_blocks,
+                timeout_commit: Duration::from_millis(config.consensus.timeout_commit_ms),
             });
             #[cfg(feature = "byzantine")]
             driver.misbehave(options.misbehave);
@@ -266,6 +181,7 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
         p2p,
         events,
         metrics,
+        snapshot: snapshot_tx,
     };
     Node::run(parts, net, api_rx).await
 }

@@ -502,6 +502,11 @@ impl Store {
 
     /// Every indexed transaction (for queries with no equality condition), in chain order.
     pub fn all_txs(&self) -> Result<Vec<(Hash, TxRecord)>, StoreError> {
+        self.txs(&self.all_tx_hashes()?)
+    }
+
+    /// The hashes of every indexed transaction, in chain order (no block is read).
+    pub fn all_tx_hashes(&self) -> Result<Vec<Hash>, StoreError> {
         let mut all = Vec::new();
         for (k, v) in self.db.scan_prefix(&[TX])? {
             let at: TxLocation = decode(&k, &v)?;
@@ -510,7 +515,7 @@ impl Store {
             all.push((Hash(h), at));
         }
         all.sort_by_key(|(_, at)| (at.height, at.index));
-        self.records(all)
+        Ok(all.into_iter().map(|(h, _)| h).collect())
     }
 
     /// Keeps a piece of evidence (keyed by its hash) for the evidence pool.

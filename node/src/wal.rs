@@ -110,7 +110,12 @@ fn parse<T: BorshDeserialize>(data: &[u8]) -> Result<Parsed<T>, (u64, String)> {
                 records.push(record);
                 at = next as usize;
             }
-            Scan::End => return Ok(Parsed { records, torn: None }),
+            Scan::End => {
+                return Ok(Parsed {
+                    records,
+                    torn: None,
+                })
+            }
             Scan::Torn => {
                 return Ok(Parsed {
                     records,

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::evidence_pool::{EvidencePool, PoolError};
-use basalt_types::{DuplicateVoteEvidence, PrivateKey, Vote, VoteType};
+use basalt_types::{DuplicateVoteEvidence, PrivateKey, Round, Vote, VoteType};
 
 const CHAIN: &str = "chain-test";
 

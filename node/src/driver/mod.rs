@@ -57,7 +57,9 @@ pub struct Now {
 #[derive(Debug)]
 pub enum Event {
     /// Once, first: resume from what the WAL held (a restart mid-height) or start afresh.
-    Start { wal: Vec<WalRecord> },
+    Start {
+        wal: Vec<WalRecord>,
+    },
     /// A gossip message to judge; the effects hold exactly one [`Effect::Verdict`].
     Gossip {
         topic: Topic,
@@ -67,7 +69,10 @@ pub enum Event {
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
     /// A peer's sync request; the effects hold exactly one [`Effect::Respond`].
-    SyncRequest { from: PeerId, data: Vec<u8> },
+    SyncRequest {
+        from: PeerId,
+        data: Vec<u8>,
+    },
     /// The answer to an [`Effect::Request`] (or why there is none).
     SyncReply {
         from: PeerId,
@@ -156,10 +161,7 @@ pub enum Fatal {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{context}: {source}")]
-    Chain {
-        context: String,
-        source: ChainError,
-    },
+    Chain { context: String, source: ChainError },
 }
 
 /// Validator identity: the signer (with its persisted double-sign guard) and its key.

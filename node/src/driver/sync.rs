@@ -190,7 +190,11 @@ impl Driver {
         let secs = (now.saturating_sub(started) as f64 / 1000.0).max(1e-3);
         let rate = (next - base) as f64 / secs;
         let remaining = target.saturating_sub(next - 1);
-        if remaining == 0 || self.sync_logged_ms.is_none_or(|t| now.saturating_sub(t) >= 1000) {
+        if remaining == 0
+            || self
+                .sync_logged_ms
+                .is_none_or(|t| now.saturating_sub(t) >= 1000)
+        {
             self.sync_logged_ms = Some(now);
             tracing::info!(
                 height = next - 1,

@@ -38,7 +38,11 @@ pub enum Violation {
     /// `at`: the first (height, round) it equivocated at.
     Unaccountable { node: usize, at: (u64, u32) },
     /// Two honest nodes computed different app hashes after the same height.
-    AppHash { height: u64, first: usize, second: usize },
+    AppHash {
+        height: u64,
+        first: usize,
+        second: usize,
+    },
     /// A node's driver stopped with a fatal error (its disk, or diverged state).
     NodeStopped { node: usize, reason: String },
     /// A transaction was committed in two blocks.
@@ -397,7 +401,10 @@ mod tests {
         c.finish();
         assert!(matches!(
             c.violations[..],
-            [Violation::Unaccountable { node: 3, at: (1, 0) }]
+            [Violation::Unaccountable {
+                node: 3,
+                at: (1, 0)
+            }]
         ));
 
         let (mut c, k2) = checker();

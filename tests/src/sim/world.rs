@@ -42,17 +42,44 @@ const GENESIS_SECONDS: i64 = 1_767_225_600;
 /// What travels between simulated nodes.
 #[derive(Debug)]
 enum Payload {
-    Gossip { topic: Topic, data: Rc<Vec<u8>>, id: Hash },
-    Request { id: u64, data: Vec<u8> },
-    Reply { id: u64, response: Result<SyncResponse, String> },
+    Gossip {
+        topic: Topic,
+        data: Rc<Vec<u8>>,
+        id: Hash,
+    },
+    Request {
+        id: u64,
+        data: Vec<u8>,
+    },
+    Reply {
+        id: u64,
+        response: Result<SyncResponse, String>,
+    },
 }
 
 enum Ev {
-    Deliver { to: usize, from: usize, payload: Rc<Payload> },
-    Timer { node: usize, incarnation: u32, timer: Timer },
-    Tick { node: usize, incarnation: u32 },
-    Flush { node: usize, incarnation: u32 },
-    RequestTimeout { node: usize, id: u64 },
+    Deliver {
+        to: usize,
+        from: usize,
+        payload: Rc<Payload>,
+    },
+    Timer {
+        node: usize,
+        incarnation: u32,
+        timer: Timer,
+    },
+    Tick {
+        node: usize,
+        incarnation: u32,
+    },
+    Flush {
+        node: usize,
+        incarnation: u32,
+    },
+    RequestTimeout {
+        node: usize,
+        id: u64,
+    },
     Crash(usize),
     Restart(usize),
     PartitionStart(usize),
@@ -213,13 +240,9 @@ fn genesis(cfg: &SimConfig, keys: &[PrivateKey], powers: &[u64]) -> basalt_genes
     let accounts = (0..ACCOUNTS)
         .map(|i| (account_key(i).public_key().address(), 1_000_000_000u128))
         .collect();
-    let mut g = basalt_genesis::Genesis::generate(
-        CHAIN_ID,
-        "2026-01-01T00:00:00Z",
-        validators,
-        accounts,
-    )
-    .expect("the simulated genesis is valid");
+    let mut g =
+        basalt_genesis::Genesis::generate(CHAIN_ID, "2026-01-01T00:00:00Z", validators, accounts)
+            .expect("the simulated genesis is valid");
     let t = &mut g.consensus_params.timeouts;
     let ms = |d: std::time::Duration| d.as_millis() as u64;
     t.propose_ms = ms(cfg.timeouts.propose);
@@ -473,9 +496,7 @@ impl World {
             }
             Ev::Crash(node) => self.crash(node),
             Ev::Restart(node) => self.boot(node),
-            Ev::PartitionStart(i) => {
-                self.partition = Some(self.plan.partitions[i].sides.clone())
-            }
+            Ev::PartitionStart(i) => self.partition = Some(self.plan.partitions[i].sides.clone()),
             Ev::PartitionEnd => self.partition = None,
             Ev::Stable => {
                 self.clients_on = false;
@@ -527,7 +548,13 @@ impl World {
             }
         }
         let jitter = self.rng.gen_range(0..TICK.as_millis() as u64);
-        self.schedule(jitter, Ev::Tick { node: i, incarnation });
+        self.schedule(
+            jitter,
+            Ev::Tick {
+                node: i,
+                incarnation,
+            },
+        );
     }
 
     /// A power cut: unflushed store batches are lost, and the WAL keeps what was fsynced
@@ -631,7 +658,13 @@ impl World {
                     if !self.nodes[i].flush_armed {
                         self.nodes[i].flush_armed = true;
                         let after = GOSSIP_TICK.as_millis() as u64;
-                        self.schedule(after, Ev::Flush { node: i, incarnation });
+                        self.schedule(
+                            after,
+                            Ev::Flush {
+                                node: i,
+                                incarnation,
+                            },
+                        );
                     }
                 }
             }
@@ -668,7 +701,14 @@ impl World {
                 };
                 if self.alive(to, incarnation) {
                     let response = response.clone();
-                    self.feed(to, Event::SyncReply { from: from_peer, response }, None);
+                    self.feed(
+                        to,
+                        Event::SyncReply {
+                            from: from_peer,
+                            response,
+                        },
+                        None,
+                    );
                 }
             }
         }
@@ -679,8 +719,7 @@ impl World {
     fn send(&mut self, from: usize, to: usize, payload: Rc<Payload>) {
         self.messages += 1;
         let net = &self.cfg.net;
-        if !self.nodes[to].up || self.partitioned(from, to) || self.rng.gen_bool(net.drop_prob)
-        {
+        if !self.nodes[to].up || self.partitioned(from, to) || self.rng.gen_bool(net.drop_prob) {
             return;
         }
         let copies = if self.rng.gen_bool(net.dup_prob) {
@@ -826,15 +865,30 @@ impl World {
                     ..proposal.proposal.clone()
                 }
                 .sign(CHAIN_ID, &key);
+                let second_id = other.proposal.block_id;
                 let mut pair = [(proposal, *block), (other, second)];
                 pair.sort_by_key(|(p, _)| p.proposal.block_id);
                 for (half, (p, b)) in pair.into_iter().enumerate() {
                     self.checker.proposed(p.proposal.block_id);
+                    let id = p.proposal.block_id;
                     let msg = ConsensusMsg::Proposal {
                         proposal: p,
                         block: Box::new(b),
                     };
-                    let payload = Self::gossip(Topic::Consensus, wire::encode(&msg));
+                    let data = wire::encode(&msg);
+                    if id == second_id {
+                        // The equivocator's own engine learns its second proposal too, so
+                        // that it splits its votes between the two like its accomplices.
+                        let from = self.nodes[i].peer;
+                        let topic = Topic::Consensus;
+                        let event = Event::Gossip {
+                            topic,
+                            from,
+                            data: data.clone(),
+                        };
+                        self.feed(i, event, None);
+                    }
+                    let payload = Self::gossip(Topic::Consensus, data);
                     for accomplice in self.byzantine.clone() {
                         if accomplice != i {
                             self.schedule(
@@ -868,12 +922,13 @@ impl World {
                 let values = if ids.len() >= 2 {
                     [Some(ids[0]), Some(ids[1])]
                 } else {
-                    let alternative = match vote.block_id {
-                        Some(_) => None,
-                        None => Some(ids.first().copied().unwrap_or_else(|| {
-                            BlockId(Hash::digest(&self.rng.gen::<[u8; 8]>()))
-                        })),
-                    };
+                    let alternative =
+                        match vote.block_id {
+                            Some(_) => None,
+                            None => Some(ids.first().copied().unwrap_or_else(|| {
+                                BlockId(Hash::digest(&self.rng.gen::<[u8; 8]>()))
+                            })),
+                        };
                     [vote.block_id, alternative]
                 };
                 for (half, value) in values.into_iter().enumerate() {
@@ -994,11 +1049,10 @@ impl World {
             .iter()
             .filter(|(_, a)| a.committed == 0)
             .map(|(h, a)| {
-                let pending = self.nodes.iter().any(|n| {
-                    n.driver
-                        .as_ref()
-                        .is_some_and(|d| d.mempool.contains(h))
-                });
+                let pending = self
+                    .nodes
+                    .iter()
+                    .any(|n| n.driver.as_ref().is_some_and(|d| d.mempool.contains(h)));
                 let node = &self.nodes[a.node];
                 let reason = if node.incarnation != a.incarnation {
                     "its node crashed before the transfer was committed (mempools are not durable)"
