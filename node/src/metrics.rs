@@ -25,6 +25,8 @@ pub struct Metrics {
     pub mempool_size: Gauge,
     pub mempool_bytes: Gauge,
     pub peers: Gauge,
+    /// Network events dropped because the node's queue was full (a flood, or a stalled node).
+    pub p2p_dropped: Gauge,
     pub missed_blocks: Family<ValidatorLabel, Counter>,
     pub validator_power: Family<ValidatorLabel, Gauge>,
     pub evidence_committed: Counter,
@@ -44,6 +46,7 @@ impl Metrics {
             mempool_size: Gauge::default(),
             mempool_bytes: Gauge::default(),
             peers: Gauge::default(),
+            p2p_dropped: Gauge::default(),
             missed_blocks: Family::default(),
             validator_power: Family::default(),
             evidence_committed: Counter::default(),
@@ -83,6 +86,11 @@ impl Metrics {
             m.mempool_bytes.clone(),
         );
         r.register("peers", "Connected peers", m.peers.clone());
+        r.register(
+            "p2p_dropped_events",
+            "Network events dropped because the node's queue was full",
+            m.p2p_dropped.clone(),
+        );
         r.register(
             "missed_blocks",
             "Blocks whose commit lacks the validator's precommit",

@@ -103,7 +103,7 @@ impl Node {
     /// Runs until ctrl-c / SIGTERM or a fatal error.
     pub async fn run(
         parts: NodeParts,
-        mut net: mpsc::UnboundedReceiver<NetEvent>,
+        mut net: mpsc::Receiver<NetEvent>,
         mut api: mpsc::Receiver<ApiCall>,
     ) -> Result<()> {
         let (internal, mut internal_rx) = mpsc::unbounded_channel();
@@ -353,6 +353,9 @@ impl Node {
         });
         let d = &self.driver;
         self.metrics.peers.set(d.peers.len() as i64);
+        self.metrics
+            .p2p_dropped
+            .set(self.p2p.dropped_events() as i64);
         self.metrics.round.set(i64::from(d.engine.round().0));
         self.metrics.mempool_size.set(d.mempool.len() as i64);
         self.metrics

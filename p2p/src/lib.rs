@@ -73,6 +73,9 @@ pub struct P2pConfig {
     pub ban_duration: Duration,
     /// How long a sync request may take.
     pub request_timeout: Duration,
+    /// Events waiting for the node at most; more are dropped and counted
+    /// ([`P2pHandle::dropped_events`]).
+    pub event_queue: usize,
 }
 
 impl P2pConfig {
@@ -86,6 +89,7 @@ impl P2pConfig {
             ban_threshold: 5,
             ban_duration: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
+            event_queue: 4096,
         }
     }
 }
@@ -164,6 +168,7 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct P2pHandle {
     commands: mpsc::UnboundedSender<Command>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
     local_peer_id: PeerId,
 }
 
@@ -177,6 +182,11 @@ impl P2pHandle {
     }
 
     /// Gossips `data` on `topic`. A message gossipsub has already seen is silently skipped.
+    /// Events dropped because the node's queue was full.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn publish(&self, topic: Topic, data: Vec<u8>) -> Result<(), P2pError> {
         self.send(Command::Publish { topic, data })
     }
@@ -220,7 +230,7 @@ impl P2pHandle {
 pub async fn start(
     config: P2pConfig,
     keypair: Keypair,
-) -> Result<(P2pHandle, mpsc::UnboundedReceiver<Event>), P2pError> {
+) -> Result<(P2pHandle, mpsc::Receiver<Event>), P2pError> {
     swarm_task::start(config, keypair).await
 }
 

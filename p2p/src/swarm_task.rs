@@ -15,6 +15,8 @@ use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,7 +43,8 @@ struct Persistent {
 struct Task {
     swarm: Swarm<Behaviour>,
     config: P2pConfig,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::Sender<Event>,
+    dropped: Arc<AtomicU64>,
     topics: HashMap<TopicHash, Topic>,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, P2pError>>>,
     inbound: HashMap<u64, ResponseChannel<Vec<u8>>>,
@@ -106,7 +109,7 @@ fn build_swarm(config: &P2pConfig, keypair: Keypair) -> Result<Swarm<Behaviour>,
 pub(crate) async fn start(
     config: P2pConfig,
     keypair: Keypair,
-) -> Result<(P2pHandle, mpsc::UnboundedReceiver<Event>), P2pError> {
+) -> Result<(P2pHandle, mpsc::Receiver<Event>), P2pError> {
     let local_peer_id = keypair.public().to_peer_id();
     let mut swarm = build_swarm(&config, keypair)?;
     // Bind now so that a port in use is reported to the operator at start.
@@ -144,11 +147,13 @@ pub(crate) async fn start(
         })
         .collect();
     let (commands_tx, commands) = mpsc::unbounded_channel();
-    let (events, events_rx) = mpsc::unbounded_channel();
+    let (events, events_rx) = mpsc::channel(config.event_queue);
+    let dropped = Arc::new(AtomicU64::new(0));
     let task = Task {
         swarm,
         config,
         events,
+        dropped: dropped.clone(),
         topics,
         pending_requests: HashMap::new(),
         inbound: HashMap::new(),
@@ -162,6 +167,7 @@ pub(crate) async fn start(
         P2pHandle {
             commands: commands_tx,
             local_peer_id,
+            dropped,
         },
         events_rx,
     ))
@@ -182,9 +188,17 @@ impl Task {
         }
     }
 
-    fn emit(&self, e: Event) {
-        // A closed receiver means the node is shutting down; nothing to do.
-        let _ = self.events.send(e);
+    /// Hands an event to the node. The queue is bounded: when the node is behind, the event
+    /// is dropped and counted (gossip goes unvalidated and gossipsub forgets it; a request
+    /// goes unanswered and its peer times out), so a flood cannot grow memory. A closed
+    /// receiver means the node is shutting down.
+    fn emit(&mut self, e: Event) {
+        if let Err(mpsc::error::TrySendError::Full(e)) = self.events.try_send(e) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            if let Event::Request(r) = e {
+                self.inbound.remove(&r.id);
+            }
+        }
     }
 
     fn command(&mut self, c: Command) {

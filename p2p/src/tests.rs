@@ -9,17 +9,14 @@ fn free_port() -> SocketAddr {
         .expect("a free port")
 }
 
-async fn node(
-    listen: SocketAddr,
-    peers: Vec<SocketAddr>,
-) -> (P2pHandle, mpsc::UnboundedReceiver<Event>) {
+async fn node(listen: SocketAddr, peers: Vec<SocketAddr>) -> (P2pHandle, mpsc::Receiver<Event>) {
     let mut c = P2pConfig::new("test-chain", listen, peers);
     c.ban_threshold = 2;
     start(c, Keypair::generate_ed25519()).await.expect("starts")
 }
 
 async fn next_matching<T>(
-    rx: &mut mpsc::UnboundedReceiver<Event>,
+    rx: &mut mpsc::Receiver<Event>,
     mut f: impl FnMut(Event) -> Option<T>,
 ) -> T {
     tokio::time::timeout(Duration::from_secs(20), async {
@@ -36,7 +33,7 @@ async fn next_matching<T>(
 /// Publishes `data` until the other side sees a message (the mesh takes a heartbeat to form).
 async fn publish_until_seen(
     from: &P2pHandle,
-    rx: &mut mpsc::UnboundedReceiver<Event>,
+    rx: &mut mpsc::Receiver<Event>,
     topic: Topic,
     data: Vec<u8>,
 ) -> (MessageId, PeerId, Vec<u8>) {
@@ -159,4 +156,34 @@ async fn a_port_in_use_is_a_clear_error() {
     .err()
     .expect("refused");
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
+/// A node that does not keep up (here: does not read at all) holds at most `event_queue`
+/// events; the rest are dropped and counted, never queued without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_into_a_stalled_node_is_dropped_and_counted_not_queued() {
+    let (a_addr, b_addr) = (free_port(), free_port());
+    let (a, mut a_rx) = node(a_addr, vec![b_addr]).await;
+    let mut c = P2pConfig::new("test-chain", b_addr, vec![]);
+    c.event_queue = 16;
+    let (b, mut b_rx) = start(c, Keypair::generate_ed25519()).await.expect("starts");
+    next_matching(&mut a_rx, |e| {
+        matches!(e, Event::PeerConnected { .. }).then_some(())
+    })
+    .await;
+    publish_until_seen(&a, &mut b_rx, Topic::Txs, b"first".to_vec()).await;
+    // b's queue is empty now and nobody reads it while a floods.
+    for i in 0..2_000u32 {
+        a.publish(Topic::Txs, i.to_le_bytes().to_vec()).unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while b.dropped_events() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(b.dropped_events() > 0, "events over the queue are dropped");
+    let mut queued = 0;
+    while b_rx.try_recv().is_ok() {
+        queued += 1;
+    }
+    assert!(queued <= 16, "{queued} events were queued");
 }
