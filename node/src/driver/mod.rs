@@ -21,6 +21,9 @@ mod gossip;
 mod sync;
 pub mod verify;
 
+#[cfg(test)]
+mod tests;
+
 use crate::chain::{Applied, Chain, ChainError};
 use crate::evidence_pool::EvidencePool;
 use crate::mempool::Mempool;

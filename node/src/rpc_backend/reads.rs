@@ -191,6 +191,7 @@ impl ReadView<'_> {
 
     /// Records of `hashes` in their order, read in chunks under the budget.
     fn txs(&self, hashes: &[Hash]) -> Result<Vec<(Hash, TxRecord)>, RpcError> {
+        self.budget.check()?;
         let mut out = Vec::with_capacity(hashes.len());
         for chunk in hashes.chunks(256) {
             self.budget.check()?;
@@ -509,7 +510,7 @@ impl ReadView<'_> {
             self.last_height(),
         );
         for h in lo..=hi {
-            if h % 4096 == 0 {
+            if (h - lo) % 4096 == 0 {
                 self.budget.check()?;
             }
             let a = vec![
@@ -526,6 +527,7 @@ impl ReadView<'_> {
         let (start, per_page) = page_window(params, hits.len())?;
         let mut blocks = Vec::new();
         for h in hits.iter().skip(start).take(per_page) {
+            self.budget.check()?;
             blocks.push(shapes::block_response(&self.block_at(*h)?));
         }
         Ok(json!({"blocks": blocks, "total_count": hits.len().to_string()}))
