@@ -34,7 +34,7 @@ pub struct BenchSpec {
     pub indexer: Indexer,
 }
 
-const CHAIN: &str = "basalt-bench";
+pub(crate) const CHAIN: &str = "basalt-bench";
 /// Transfers per JSON-RPC batch (CometBFT's batch limit).
 const BATCH: usize = 10;
 /// Client threads sending transactions.
@@ -45,14 +45,14 @@ const SATURATION_PRESIGN: u64 = 15_000;
 
 /// One sender thread's accounts and their next nonces: makes JSON-RPC batch bodies of
 /// signed transfers.
-struct Signer {
+pub(crate) struct Signer {
     keys: Vec<PrivateKey>,
     nonces: Vec<u64>,
     next: usize,
 }
 
 impl Signer {
-    fn new(keys: Vec<PrivateKey>) -> Signer {
+    pub(crate) fn new(keys: Vec<PrivateKey>) -> Signer {
         let nonces = vec![0; keys.len()];
         Signer {
             keys,
@@ -62,7 +62,7 @@ impl Signer {
     }
 
     /// The body of one `broadcast_tx_sync` batch and the hashes of its transfers.
-    fn batch(&mut self) -> (String, Vec<Hash>) {
+    pub(crate) fn batch(&mut self) -> (String, Vec<Hash>) {
         let to = Address([0xBE; 20]);
         let mut calls = Vec::with_capacity(BATCH);
         let mut hashes = Vec::with_capacity(BATCH);
@@ -87,7 +87,7 @@ impl Signer {
     }
 }
 
-fn sender_key(i: usize) -> PrivateKey {
+pub(crate) fn sender_key(i: usize) -> PrivateKey {
     PrivateKey::from_seed(Hash::digest(format!("bench-sender-{i}").as_bytes()).0)
 }
 
@@ -176,7 +176,7 @@ pub(crate) fn wait_height(
 }
 
 /// Applies `edit` to every node's config file.
-fn edit_configs(homes: &[crate::home::Home], edit: impl Fn(&mut Config)) -> Result<()> {
+pub(crate) fn edit_configs(homes: &[crate::home::Home], edit: impl Fn(&mut Config)) -> Result<()> {
     for h in homes {
         let mut config = Config::load(&h.config_file())?;
         edit(&mut config);

@@ -122,6 +122,21 @@ enum Command {
         #[arg(long, value_enum, default_value_t = basalt_node::config::Indexer::Null)]
         indexer: basalt_node::config::Indexer,
     },
+    /// Measure how much heavy RPC reads slow consensus: the block rate of an idle
+    /// 4-validator localnet against the rate while every validator serves heavy reads.
+    BenchReads {
+        /// Transfers committed before measuring (what tx_search has to search).
+        #[arg(long, default_value_t = 20_000)]
+        transfers: usize,
+        /// Seconds of each measurement.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        #[arg(long, default_value_t = 27700)]
+        base_port: u16,
+        /// Also write the figures as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Measure block sync: a fresh full node catches up with a generated chain (prints
     /// blocks/s).
     BenchSync {
@@ -274,6 +289,17 @@ fn run(cli: Cli) -> Result<()> {
             base_port,
             timeout_commit_ms,
             indexer,
+        })?,
+        Command::BenchReads {
+            transfers,
+            duration,
+            base_port,
+            json,
+        } => basalt_node::bench_reads::run(basalt_node::bench_reads::ReadBenchSpec {
+            transfers,
+            duration: std::time::Duration::from_secs(duration),
+            base_port,
+            json,
         })?,
         Command::BenchSync {
             blocks,

@@ -112,7 +112,13 @@ fn a_store_that_fails_while_serving_a_peer_is_refused_to_it_and_the_node_goes_on
     assert!(matches!(respond(effects), SyncResponse::Refused(_)));
     kv.set_failing(false);
     let effects = d
-        .handle(at(11_000), Event::SyncRequest { from: peer, data: ask })
+        .handle(
+            at(11_000),
+            Event::SyncRequest {
+                from: peer,
+                data: ask,
+            },
+        )
         .unwrap();
     assert!(matches!(respond(effects), SyncResponse::Blocks(b) if b.len() == 3));
     // A malformed request costs the peer a penalty and gets a refusal.
