@@ -15,16 +15,71 @@ pub const NONCE_PATH: &str = "/nonce/";
 /// (CometBFT: 100).
 pub(crate) const MAX_PER_PAGE: u64 = 100;
 
-/// Methods answered by the node task.
-pub const LOOP_METHODS: &[&str] = &[
-    "broadcast_tx_sync",
-    "broadcast_tx_async",
-    "broadcast_tx_commit",
-    "check_tx",
-    "unconfirmed_txs",
-    "abci_query",
-    "broadcast_evidence",
-];
+/// What the RPC asks of the node task: parsed and checked on the RPC side, so the node
+/// task never parses a parameter.
+#[derive(Debug)]
+pub enum Request {
+    /// `broadcast_tx_sync` / `_async` (answered once admitted) and `broadcast_tx_commit`
+    /// (answered once in a block). `verified`: the hash whose signature the RPC checked.
+    SubmitTx {
+        tx: Vec<u8>,
+        verified: Option<Hash>,
+        wait_for_commit: bool,
+    },
+    CheckTx(Vec<u8>),
+    UnconfirmedTxs {
+        limit: usize,
+    },
+    /// The full path, `data` appended.
+    AbciQuery {
+        path: String,
+    },
+    BroadcastEvidence(Box<basalt_types::Evidence>),
+}
+
+impl Request {
+    /// The request for one of the methods the node task answers; `None` for any other.
+    pub fn parse(
+        method: &str,
+        params: &Map<String, Value>,
+        verified: Option<Hash>,
+    ) -> Option<Result<Request, RpcError>> {
+        let tx = || required(param_bytes(params, "tx")?, "tx");
+        Some(match method {
+            "broadcast_tx_sync" | "broadcast_tx_async" | "broadcast_tx_commit" => {
+                tx().map(|tx| Request::SubmitTx {
+                    tx,
+                    verified,
+                    wait_for_commit: method == "broadcast_tx_commit",
+                })
+            }
+            "check_tx" => tx().map(Request::CheckTx),
+            "unconfirmed_txs" => param_u64(params, "limit").map(|l| Request::UnconfirmedTxs {
+                limit: l.unwrap_or(30).clamp(1, MAX_PER_PAGE) as usize,
+            }),
+            "abci_query" => abci_path(params).map(|path| Request::AbciQuery { path }),
+            "broadcast_evidence" => params
+                .get("evidence")
+                .ok_or_else(|| RpcError::invalid_params("evidence is required"))
+                .and_then(|ev| shapes::parse_evidence(ev).map_err(RpcError::invalid_params))
+                .map(|ev| Request::BroadcastEvidence(Box::new(ev))),
+            _ => return None,
+        })
+    }
+}
+
+/// `path` with `data` (hex, CometBFT's HexBytes) appended: Basalt's paths take text
+/// arguments.
+fn abci_path(params: &Map<String, Value>) -> Result<String, RpcError> {
+    let mut path = param_str(params, "path")?.unwrap_or("").to_string();
+    if let Some(data) = param_str(params, "data")?.filter(|d| !d.is_empty()) {
+        let bytes = hex::decode(data.trim_start_matches("0x"))
+            .map_err(|e| RpcError::invalid_params(format!("data must be hex: {e}")))?;
+        let arg = String::from_utf8(bytes.clone()).unwrap_or_else(|_| hex::encode_upper(&bytes));
+        path = format!("{}/{arg}", path.trim_end_matches('/'));
+    }
+    Ok(path)
+}
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> RpcError {
     RpcError::internal(e.to_string())
@@ -44,29 +99,17 @@ pub(crate) fn check_tx_json(r: &basalt_runtime::TxResult) -> Value {
 }
 
 impl Node {
-    /// One of [`LOOP_METHODS`] but `broadcast_tx_commit` (which waits for a block).
-    pub(crate) fn api(
-        &mut self,
-        method: &str,
-        params: &Map<String, Value>,
-        verified_tx: Option<basalt_types::Hash>,
-    ) -> Result<Value, RpcError> {
-        match method {
-            "broadcast_tx_sync" | "broadcast_tx_async" => {
-                let tx = required(param_bytes(params, "tx")?, "tx")?;
-                let (r, hash) = self.submit_tx(tx, verified_tx).map_err(|e| self.stop(e))?;
+    /// Answers a request but `broadcast_tx_commit` (which waits for its block).
+    pub(crate) fn answer(&mut self, request: Request) -> Result<Value, RpcError> {
+        match request {
+            Request::SubmitTx { tx, verified, .. } => {
+                let (r, hash) = self.submit_tx(tx, verified).map_err(|e| self.stop(e))?;
                 Ok(
                     json!({"code": r.code, "data": "", "log": r.log, "codespace": "", "hash": hash.to_hex()}),
                 )
             }
-            "check_tx" => {
-                let tx = required(param_bytes(params, "tx")?, "tx")?;
-                Ok(check_tx_json(&self.driver.chain.runtime.check_tx(&tx)))
-            }
-            "unconfirmed_txs" => {
-                let limit = param_u64(params, "limit")?
-                    .unwrap_or(30)
-                    .clamp(1, MAX_PER_PAGE) as usize;
+            Request::CheckTx(tx) => Ok(check_tx_json(&self.driver.chain.runtime.check_tx(&tx))),
+            Request::UnconfirmedTxs { limit } => {
                 let m = &self.driver.mempool;
                 let txs: Vec<String> = m.pending(limit).iter().map(|t| shapes::b64(t)).collect();
                 Ok(
@@ -74,22 +117,12 @@ impl Node {
                     "total_bytes": m.size_bytes().to_string(), "txs": txs}),
                 )
             }
-            "abci_query" => self.abci_query(params),
-            "broadcast_evidence" => self.broadcast_evidence(params),
-            m => Err(RpcError::method_not_found(m)),
+            Request::AbciQuery { path } => Ok(self.abci_query(&path)),
+            Request::BroadcastEvidence(ev) => self.broadcast_evidence(*ev),
         }
     }
 
-    fn abci_query(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
-        let mut path = param_str(params, "path")?.unwrap_or("").to_string();
-        if let Some(data) = param_str(params, "data")?.filter(|d| !d.is_empty()) {
-            // `data` is hex (CometBFT's HexBytes); Basalt's paths take text arguments.
-            let bytes = hex::decode(data.trim_start_matches("0x"))
-                .map_err(|e| RpcError::invalid_params(format!("data must be hex: {e}")))?;
-            let arg =
-                String::from_utf8(bytes.clone()).unwrap_or_else(|_| hex::encode_upper(&bytes));
-            path = format!("{}/{arg}", path.trim_end_matches('/'));
-        }
+    fn abci_query(&self, path: &str) -> Value {
         let height = self.driver.last_height();
         let answer = if let Some(addr) = path.strip_prefix(NONCE_PATH) {
             basalt_types::Address::from_hex(addr)
@@ -99,26 +132,20 @@ impl Node {
             self.driver
                 .chain
                 .runtime
-                .query(&path)
+                .query(path)
                 .map_err(|e| e.to_string())
         };
         let (code, log, value) = match answer {
             Ok(v) => (0, String::new(), shapes::b64(v.to_string().as_bytes())),
             Err(e) => (1, e, String::new()),
         };
-        Ok(
-            json!({"response": {"code": code, "log": log, "info": "", "index": "0", "key": shapes::b64(path.as_bytes()),
-            "value": value, "proofOps": null, "height": height.to_string(), "codespace": ""}}),
-        )
+        json!({"response": {"code": code, "log": log, "info": "", "index": "0", "key": shapes::b64(path.as_bytes()),
+            "value": value, "proofOps": null, "height": height.to_string(), "codespace": ""}})
     }
 
     /// Evidence in CometBFT's JSON (`{"type":"tendermint/DuplicateVoteEvidence","value":…}`,
     /// as `block` shows it) or Basalt's own; verified like gossip before it is kept.
-    fn broadcast_evidence(&mut self, params: &Map<String, Value>) -> Result<Value, RpcError> {
-        let ev = params
-            .get("evidence")
-            .ok_or_else(|| RpcError::invalid_params("evidence is required"))?;
-        let ev = shapes::parse_evidence(ev).map_err(RpcError::invalid_params)?;
+    fn broadcast_evidence(&mut self, ev: basalt_types::Evidence) -> Result<Value, RpcError> {
         let hash = Hash::of(&ev);
         let outcome = self.submit_evidence(ev).map_err(|e| self.stop(e))?;
         if outcome.map_err(|e| RpcError::internal(format!("evidence refused: {e}")))? {

@@ -11,20 +11,16 @@ use anyhow::{Context, Result};
 use basalt_p2p::{Event as NetEvent, MessageId, P2pHandle, PeerId};
 use basalt_rpc::RpcError;
 use basalt_types::Timestamp;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// An RPC call waiting for the node's answer.
+/// An RPC request waiting for the node's answer.
 pub struct ApiCall {
-    pub method: String,
-    pub params: Map<String, Value>,
+    pub request: crate::api::Request,
     pub reply: oneshot::Sender<Result<Value, RpcError>>,
-    /// Hash of the `tx` parameter when the RPC task already verified its signature (off
-    /// the event loop, on the server's worker threads).
-    pub verified_tx: Option<basalt_types::Hash>,
 }
 
 pub(crate) enum Internal {
@@ -142,11 +138,14 @@ impl Node {
                     node.step(event, Origin::None)?;
                 }
                 Some(call) = api.recv() => {
-                    if call.method == "broadcast_tx_commit" {
-                        node.broadcast_tx_commit(call)?;
-                    } else {
-                        let result = node.api(&call.method, &call.params, call.verified_tx);
-                        let _ = call.reply.send(result);
+                    match call.request {
+                        crate::api::Request::SubmitTx { tx, verified, wait_for_commit: true } => {
+                            node.broadcast_tx_commit(tx, verified, call.reply)?;
+                        }
+                        request => {
+                            let result = node.answer(request);
+                            let _ = call.reply.send(result);
+                        }
                     }
                     if let Some(e) = node.fatal.take() {
                         return Err(e.into());
@@ -474,24 +473,16 @@ impl Node {
 
     /// `broadcast_tx_commit`: admit, then answer once the transaction is in a block (or the
     /// wait times out).
-    fn broadcast_tx_commit(&mut self, call: ApiCall) -> Result<(), Fatal> {
-        let tx = match basalt_rpc::param_bytes(&call.params, "tx") {
-            Ok(Some(tx)) => tx,
-            Ok(None) => {
-                let _ = call
-                    .reply
-                    .send(Err(RpcError::invalid_params("tx is required")));
-                return Ok(());
-            }
-            Err(e) => {
-                let _ = call.reply.send(Err(e));
-                return Ok(());
-            }
-        };
-        let (r, hash) = self.submit_tx(tx, call.verified_tx)?;
+    fn broadcast_tx_commit(
+        &mut self,
+        tx: Vec<u8>,
+        verified: Option<basalt_types::Hash>,
+        reply: oneshot::Sender<Result<Value, RpcError>>,
+    ) -> Result<(), Fatal> {
+        let (r, hash) = self.submit_tx(tx, verified)?;
         let check_tx = crate::api::check_tx_json(&r);
         if !r.is_ok() {
-            let _ = call.reply.send(Ok(serde_json::json!({"check_tx": check_tx,
+            let _ = reply.send(Ok(serde_json::json!({"check_tx": check_tx,
                 "tx_result": basalt_rpc::shapes::tx_result(0, "", serde_json::json!([])),
                 "hash": hash.to_hex(), "height": "0"})));
             return Ok(());
@@ -502,7 +493,7 @@ impl Node {
             .push(CommitWaiter {
                 deadline: Instant::now() + self.settings.broadcast_tx_commit_timeout,
                 check_tx,
-                reply: call.reply,
+                reply,
             });
         Ok(())
     }

@@ -17,7 +17,7 @@ use crate::store::Store;
 use crate::testnet::{self, TestnetSpec};
 use anyhow::{bail, Context, Result};
 use basalt_runtime::{Msg, TxBody};
-use basalt_types::{Address, CommitSig, Hash, PrivateKey, Round, Vote, VoteType};
+use basalt_types::{Address, CommitSig, PrivateKey, Round, Vote, VoteType};
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,10 +30,6 @@ pub struct SyncBenchSpec {
 }
 
 const CHAIN: &str = "basalt-sync-bench";
-
-fn sender_key(i: usize) -> PrivateKey {
-    PrivateKey::from_seed(Hash::digest(format!("sync-sender-{i}").as_bytes()).0)
-}
 
 /// Signed transfers for block `height`: sender i's transaction with nonce height - 1.
 fn block_txs(keys: &[PrivateKey], height: u64) -> Vec<Vec<u8>> {
@@ -128,7 +124,9 @@ pub fn run(spec: SyncBenchSpec) -> Result<()> {
         bail!("--blocks and --txs must be at least 1");
     }
     let dir = tempfile::tempdir().context("creating a work folder")?;
-    let keys: Vec<PrivateKey> = (0..spec.txs_per_block).map(sender_key).collect();
+    let keys: Vec<PrivateKey> = (0..spec.txs_per_block)
+        .map(crate::bench::sender_key)
+        .collect();
     let homes = testnet::testnet(&TestnetSpec {
         validators: 1,
         full_nodes: 1,

@@ -6,7 +6,7 @@
 pub mod reads;
 pub mod snapshot;
 
-use crate::api::LOOP_METHODS;
+use crate::api::Request;
 use crate::metrics::Metrics;
 use crate::node::ApiCall;
 use crate::store::Store;
@@ -88,9 +88,6 @@ impl Backend for NodeBackend {
         if READ_METHODS.contains(&method.as_str()) {
             return self.reads.call(method, params).await;
         }
-        if !LOOP_METHODS.contains(&method.as_str()) {
-            return Err(RpcError::method_not_found(&method));
-        }
         // Signature checks cost the most per transaction: do them here, on the server's
         // worker threads, so the node task only checks state.
         let verified_tx = submitted_tx(&method, &params).and_then(|tx| {
@@ -123,10 +120,8 @@ impl Backend for NodeBackend {
         for ((method, params), verified_tx) in calls.into_iter().zip(verified) {
             pending.push(if READ_METHODS.contains(&method.as_str()) {
                 Err((method, params))
-            } else if LOOP_METHODS.contains(&method.as_str()) {
-                Ok(self.send(method, params, verified_tx).await)
             } else {
-                Ok(Err(RpcError::method_not_found(&method)))
+                Ok(self.send(method, params, verified_tx).await)
             });
         }
         let mut out = Vec::with_capacity(pending.len());
@@ -149,15 +144,14 @@ impl NodeBackend {
         params: Map<String, Value>,
         verified_tx: Option<basalt_types::Hash>,
     ) -> Result<impl std::future::Future<Output = Result<Value, RpcError>>, RpcError> {
+        let request = match Request::parse(&method, &params, verified_tx) {
+            Some(r) => r?,
+            None => return Err(RpcError::method_not_found(&method)),
+        };
         let (reply, rx) = oneshot::channel();
         // Over capacity, a call is refused at once: a flood of calls waits in no queue.
         self.calls
-            .try_send(ApiCall {
-                method,
-                params,
-                reply,
-                verified_tx,
-            })
+            .try_send(ApiCall { request, reply })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => {
                     RpcError::internal("node busy: too many calls waiting, try again")
