@@ -176,6 +176,28 @@ pub(crate) fn wait_height(
 }
 
 /// Applies `edit` to every node's config file.
+/// Starts `basalt start` (this executable) for every home, its log appended to
+/// `node.log` in the home, warnings only.
+pub(crate) fn spawn_nodes(homes: &[crate::home::Home], nodes: &mut Children) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    for h in homes {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(h.root().join("node.log"))?;
+        nodes.0.push(
+            Command::new(&exe)
+                .args(["start", "--home"])
+                .arg(h.root())
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()?,
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn edit_configs(homes: &[crate::home::Home], edit: impl Fn(&mut Config)) -> Result<()> {
     for h in homes {
         let mut config = Config::load(&h.config_file())?;
@@ -208,25 +230,7 @@ pub fn run(spec: BenchSpec) -> Result<()> {
             .collect(),
     })?;
     edit_configs(&homes, |c| c.tx_index.indexer = spec.indexer)?;
-    let exe = std::env::current_exe()?;
-    let spawn = |nodes: &mut Children| -> Result<()> {
-        for h in &homes {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(h.root().join("node.log"))?;
-            nodes.0.push(
-                Command::new(&exe)
-                    .args(["start", "--home"])
-                    .arg(h.root())
-                    .env("RUST_LOG", "warn")
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()?,
-            );
-        }
-        Ok(())
-    };
+    let spawn = |nodes: &mut Children| spawn_nodes(&homes, nodes);
     let mut nodes = Children(Vec::new());
     spawn(&mut nodes)?;
     let rpcs: Vec<String> = (0..homes.len())

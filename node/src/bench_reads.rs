@@ -13,7 +13,6 @@ use crate::testnet::{self, TestnetSpec};
 use anyhow::{Context, Result};
 use basalt_types::PrivateKey;
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,20 +63,8 @@ pub fn run(spec: ReadBenchSpec) -> Result<()> {
             .collect(),
     })?;
     edit_configs(&homes, |c| c.tx_index.indexer = Indexer::Kv)?;
-    let exe = std::env::current_exe()?;
     let mut nodes = Children(Vec::new());
-    for h in &homes {
-        let log = std::fs::File::create(h.root().join("node.log"))?;
-        nodes.0.push(
-            Command::new(&exe)
-                .args(["start", "--home"])
-                .arg(h.root())
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()?,
-        );
-    }
+    crate::bench::spawn_nodes(&homes, &mut nodes)?;
     let rpcs: Vec<String> = (0..VALIDATORS)
         .map(|k| format!("127.0.0.1:{}", spec.base_port as usize + 2 * k + 1))
         .collect();
