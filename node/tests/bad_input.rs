@@ -184,3 +184,75 @@ fn broken_homes_stop_start_with_one_clear_message() {
     std::fs::copy(other.home(0).join("config/genesis.json"), &genesis).unwrap();
     start_fails(&home, "belongs to chain");
 }
+
+/// A peer floods a validator with well-formed gossip it cannot use (votes for heights far
+/// ahead, signed by a real validator: ignored, not penalised, so the flood goes on) as fast
+/// as it can publish for 15 s. The node's memory stays flat (its queues are bounded: what it
+/// cannot take is dropped and counted) and the chain keeps committing.
+#[test]
+fn a_flood_of_well_formed_gossip_leaves_memory_flat_and_the_chain_live() {
+    let mut net = Net::new(4, 0, 27650);
+    net.start_all();
+    net.wait_height(0, 3, MINUTE);
+    let rss_before = net.rss_kib(0);
+    let h0 = net.height(0).unwrap();
+    let node_p2p = format!("127.0.0.1:{}", net.base_port).parse().unwrap();
+    let validator_key =
+        basalt_node::keys::load(&basalt_node::home::Home::new(net.home(1)).validator_key_file())
+            .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sent = rt.block_on(async {
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (p2p, mut events) = basalt_p2p::start(
+            P2pConfig::new(CHAIN, listen, vec![node_p2p]),
+            Keypair::generate_ed25519(),
+        )
+        .await
+        .unwrap();
+        loop {
+            if let Some(Event::PeerConnected { .. }) = events.recv().await {
+                break;
+            }
+        }
+        let until = Instant::now() + Duration::from_secs(15);
+        let mut sent = 0u64;
+        while Instant::now() < until {
+            for _ in 0..200 {
+                sent += 1;
+                let vote = Vote {
+                    vote_type: VoteType::Prevote,
+                    height: Height(1_000_000 + sent),
+                    round: Round(0),
+                    block_id: None,
+                    validator: validator_key.public_key().address(),
+                }
+                .sign(CHAIN, &validator_key);
+                let msg = basalt_node::wire::encode(&ConsensusMsg::Vote(vote));
+                p2p.publish(Topic::Consensus, msg).unwrap();
+            }
+            while let Ok(e) = events.try_recv() {
+                if let Event::Message { id, source, .. } = e {
+                    let _ = p2p.verdict(id, source, basalt_p2p::Verdict::Ignore);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sent
+    });
+    assert!(sent > 10_000, "the flood was a flood: {sent} messages");
+    let h1 = net.height(0).unwrap();
+    assert!(
+        h1 > h0,
+        "the chain committed during the flood ({h0} -> {h1})"
+    );
+    net.wait_height(0, h1 + 3, MINUTE);
+    let rss_after = net.rss_kib(0);
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    net.assert_same_chain(&[0, 1, 2, 3], h1);
+}
