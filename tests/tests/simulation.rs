@@ -24,6 +24,7 @@ struct Exercised {
     txs_admitted: usize,
     txs_committed: usize,
     torn_wals: usize,
+    lost_batches: usize,
 }
 
 fn run(config: &SimConfig, first: u64, count: u64) -> (Summary, Exercised) {
@@ -36,6 +37,7 @@ fn run(config: &SimConfig, first: u64, count: u64) -> (Summary, Exercised) {
         ex.txs_admitted += r.txs_admitted;
         ex.txs_committed += r.txs_committed;
         ex.torn_wals += r.torn_wals;
+        ex.lost_batches += r.lost_batches;
     });
     (summary, ex)
 }
@@ -91,6 +93,10 @@ fn at_the_bound(n: usize) {
     );
     if count >= 50 {
         assert!(ex.torn_wals > 0, "some crash left a torn WAL tail");
+        assert!(
+            ex.lost_batches > 0,
+            "some crash lost unflushed store writes"
+        );
     }
 }
 

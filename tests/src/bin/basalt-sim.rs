@@ -79,12 +79,18 @@ fn main() -> ExitCode {
         }
         if args.verbose {
             println!(
-                "seed {}: min height {} in {} ms simulated, {} events, {} messages",
+                "seed {}: min height {} in {} ms simulated, {} events, {} messages; {} crashes ({} unflushed store batches lost, {} torn WAL tails cut); {} of {} admitted transactions committed, {} dropped with a reason",
                 report.seed,
                 report.min_honest_height,
                 report.sim_millis,
                 report.events,
-                report.messages
+                report.messages,
+                report.crashes,
+                report.lost_batches,
+                report.torn_wals,
+                report.txs_committed,
+                report.txs_admitted,
+                report.txs_dropped.len()
             );
         }
     });
