@@ -70,7 +70,7 @@ impl Request {
 
 /// `path` with `data` (hex, CometBFT's HexBytes) appended: Basalt's paths take text
 /// arguments.
-fn abci_path(params: &Map<String, Value>) -> Result<String, RpcError> {
+pub(crate) fn abci_path(params: &Map<String, Value>) -> Result<String, RpcError> {
     let mut path = param_str(params, "path")?.unwrap_or("").to_string();
     if let Some(data) = param_str(params, "data")?.filter(|d| !d.is_empty()) {
         let bytes = hex::decode(data.trim_start_matches("0x"))

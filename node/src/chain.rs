@@ -2,12 +2,13 @@
 //! two heights, and the last block. It builds proposals, judges other proposers' blocks (the
 //! paper's `valid(v)`), and applies decided blocks, from consensus or from block sync alike.
 
-use crate::store::{BlockResults, Store, StoreError, TxOutcome};
+use crate::store::{BlockResults, ChainMeta, Decided, Store, StoreError, TxOutcome};
 use basalt_genesis::Genesis;
 use basalt_runtime::{BlockContext, BlockResult, Runtime, RuntimeError};
 use basalt_staking::{CommitError, ValidatorSchedule, ValidatorSet, ValidatorSetError};
 use basalt_types::{Address, Block, BlockId, Commit, Evidence, Hash, Header, Height, Timestamp};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
@@ -22,6 +23,14 @@ pub enum ChainError {
     },
     #[error("stored block {height} is missing")]
     MissingBlock { height: u64 },
+    #[error("the stored state is at height {state} but the last stored block is {block:?}: the data directory is inconsistent")]
+    StateHeight { state: u64, block: Option<u64> },
+    #[error("the stored state of height {height} has app hash {state} but the block's results say {results}: the data directory is corrupt")]
+    StoredAppHash {
+        height: u64,
+        state: Hash,
+        results: Hash,
+    },
     #[error("block {height} was decided with app hash {header} but this node computed {ours}: the node's state diverged from the network's; refusing to go on (restore from a peer's snapshot or resync from genesis)")]
     AppHashMismatch {
         height: u64,
@@ -85,37 +94,107 @@ impl Applied {
 }
 
 impl Chain {
-    /// The chain at genesis, then every stored block re-executed in order (their commits were
-    /// verified when they were stored). Returns the chain and the number of replayed blocks.
-    pub fn load(genesis: Genesis, store: &Store) -> Result<(Chain, u64), ChainError> {
+    /// The chain as stored: the last committed state version, checked against the app hash
+    /// the last block's results recorded, and the last block, its commit and results. No
+    /// block is re-executed, so this costs the same at any height. A store with no state
+    /// yet gets the genesis state (version `initial_height − 1`).
+    pub fn load(genesis: Genesis, store: &Store) -> Result<Chain, ChainError> {
         let genesis_hash = genesis.hash();
-        let (runtime, set) = Runtime::from_genesis(&genesis)?;
         let consensus_hash = Hash::of(&genesis.consensus_params);
+        let last = store.last_height()?;
+        let meta = match (store.state_height()?, store.chain_meta()?) {
+            (Some(state), Some(meta)) => {
+                let expected = last.unwrap_or(genesis.initial_height - 1);
+                if state != expected {
+                    return Err(ChainError::StateHeight { state, block: last });
+                }
+                meta
+            }
+            _ if last.is_some() => {
+                return Err(ChainError::StateHeight {
+                    state: 0,
+                    block: last,
+                })
+            }
+            _ => {
+                let (mut runtime, set) = Runtime::from_genesis(&genesis)?;
+                let meta = ChainMeta {
+                    schedule: ValidatorSchedule::genesis(set),
+                    last_set: None,
+                };
+                let height = genesis.initial_height - 1;
+                store.save_genesis_state(height, &runtime.take_changes(), &meta)?;
+                meta
+            }
+        };
+        let runtime = Runtime::open(&genesis, Arc::new(store.latest_state()))?;
         let mut chain = Chain {
             genesis,
             genesis_hash,
             runtime,
-            schedule: ValidatorSchedule::genesis(set),
-            last_set: None,
+            schedule: meta.schedule,
+            last_set: meta.last_set,
             last_header: None,
             last_commit: None,
             last_results_hash: Hash::default(),
             consensus_hash,
         };
-        let mut replayed = 0;
-        if let Some(last) = store.last_height()? {
-            for h in chain.genesis.initial_height..=last {
-                let block = store
-                    .block(h)?
-                    .ok_or(ChainError::MissingBlock { height: h })?;
-                let commit = store
-                    .commit(h)?
-                    .ok_or(ChainError::MissingBlock { height: h })?;
-                chain.execute(&block, commit, true)?;
-                replayed += 1;
+        if let Some(h) = last {
+            let missing = ChainError::MissingBlock { height: h };
+            let block = store.block(h)?.ok_or(missing)?;
+            let commit = store
+                .commit(h)?
+                .ok_or(ChainError::MissingBlock { height: h })?;
+            let results = store
+                .results(h)?
+                .ok_or(ChainError::MissingBlock { height: h })?;
+            if results.app_hash != chain.runtime.app_hash() {
+                return Err(ChainError::StoredAppHash {
+                    height: h,
+                    state: chain.runtime.app_hash(),
+                    results: results.app_hash,
+                });
             }
+            chain.last_results_hash = results.hash();
+            chain.last_header = Some(block.header);
+            chain.last_commit = Some(commit);
         }
-        Ok((chain, replayed))
+        Ok(chain)
+    }
+
+    /// What the store keeps of this chain beside the runtime's state.
+    pub fn meta(&self) -> ChainMeta {
+        ChainMeta {
+            schedule: self.schedule.clone(),
+            last_set: self.last_set.clone(),
+        }
+    }
+
+    /// Stores the block [`Chain::execute`] just applied with everything derived from it,
+    /// the runtime's state writes included, in one atomic batch; flushed when `flush`.
+    /// From here on the runtime reads that state from the store.
+    pub fn store_applied(
+        &mut self,
+        store: &Store,
+        block: &Block,
+        commit: &Commit,
+        applied: &Applied,
+        flush: bool,
+    ) -> Result<(), StoreError> {
+        let state = self.runtime.take_changes();
+        let meta = self.meta();
+        let decided = Decided {
+            block,
+            commit,
+            results: &applied.results,
+            state: &state,
+            meta: &meta,
+        };
+        if flush {
+            store.save_block(&decided)
+        } else {
+            store.save_block_unflushed(&decided)
+        }
     }
 
     pub fn chain_id(&self) -> &str {

@@ -15,6 +15,28 @@ pub struct Config {
     /// Absent in files written before it existed: the default (`kv`) applies.
     #[serde(default)]
     pub tx_index: TxIndexConfig,
+    /// Absent in files written before it existed: keep every block, 100 state versions.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// What the node keeps on disk (DESIGN.md §5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Blocks kept below the tip (0: every block).
+    pub retain_blocks: u64,
+    /// Recent state versions kept for queries at a height and proofs (at least 1).
+    pub state_versions: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            retain_blocks: 0,
+            state_versions: 100,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +210,7 @@ impl Config {
                 max_bytes: 256 * 1024 * 1024,
             },
             tx_index: TxIndexConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 
@@ -243,7 +266,13 @@ impl Config {
              [tx_index]\n\
              # \"kv\": committed transactions can be found by hash and events (tx, tx_search).\n\
              # \"null\": no transaction index (fewer writes per block; for validators that serve no queries).\n\
-             indexer = {indexer}\n",
+             indexer = {indexer}\n\n\
+             [storage]\n\
+             # Blocks kept below the tip (0 keeps every block); older blocks, their commits, results and\n\
+             # index entries are deleted in the background. Peers that need them sync from other peers.\n\
+             retain_blocks = {retain_blocks}\n\
+             # Recent state versions kept for abci_query at a height and proofs (at least 1).\n\
+             state_versions = {state_versions}\n",
             moniker = q(&self.moniker),
             p2p = q(&self.p2p.listen),
             peers = peers.join(", "),
@@ -267,6 +296,8 @@ impl Config {
             max_txs = self.mempool.max_txs,
             max_bytes = self.mempool.max_bytes,
             indexer = q(self.tx_index.indexer.name()),
+            retain_blocks = self.storage.retain_blocks,
+            state_versions = self.storage.state_versions,
         )
     }
 
@@ -276,10 +307,17 @@ impl Config {
             path: p.clone(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: p,
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: p.clone(),
             reason: e.to_string(),
-        })
+        })?;
+        if config.storage.state_versions == 0 {
+            return Err(ConfigError::Invalid {
+                path: p,
+                reason: "storage.state_versions must be at least 1".into(),
+            });
+        }
+        Ok(config)
     }
 }
 

@@ -44,6 +44,10 @@ pub trait Kv: Send + Sync {
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError>;
     /// The greatest key starting with `prefix`.
     fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    /// The smallest key starting with `prefix`.
+    fn scan_prefix_first(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    /// The entry with the greatest key in `from..=to`.
+    fn last_in(&self, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, KvError>;
     fn apply(&self, batch: KvBatch) -> Result<(), KvError>;
     fn flush(&self) -> Result<(), KvError>;
 }
@@ -71,6 +75,23 @@ impl Kv for SledKv {
             .next_back()
             .transpose()?
             .map(|k| k.to_vec()))
+    }
+    fn scan_prefix_first(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self
+            .0
+            .scan_prefix(prefix)
+            .keys()
+            .next()
+            .transpose()?
+            .map(|k| k.to_vec()))
+    }
+    fn last_in(&self, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, KvError> {
+        Ok(self
+            .0
+            .range(from..=to)
+            .next_back()
+            .transpose()?
+            .map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
     fn apply(&self, batch: KvBatch) -> Result<(), KvError> {
         let mut b = sled::Batch::default();
@@ -158,6 +179,23 @@ impl Kv for MemKv {
             .last()
             .map(|(k, _)| k.clone()))
     }
+    fn scan_prefix_first(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        let s = self.state();
+        Self::check(&s)?;
+        Ok(s.live
+            .range(prefix.to_vec()..)
+            .next()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone()))
+    }
+    fn last_in(&self, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, KvError> {
+        let s = self.state();
+        Self::check(&s)?;
+        Ok(s.live
+            .range(from.to_vec()..=to.to_vec())
+            .next_back()
+            .map(|(k, v)| (k.clone(), v.clone())))
+    }
     fn apply(&self, batch: KvBatch) -> Result<(), KvError> {
         let mut s = self.state();
         for (k, v) in &batch.ops {
@@ -207,6 +245,11 @@ mod tests {
         assert_eq!(kv.get(b"a1").unwrap(), Some(b"1".to_vec()));
         assert_eq!(kv.get(b"b1").unwrap(), None);
         assert_eq!(kv.last_key(b"a").unwrap(), Some(b"a2".to_vec()));
+        assert_eq!(
+            kv.last_in(b"a0", b"a1z").unwrap(),
+            Some((b"a1".to_vec(), b"1".to_vec()))
+        );
+        assert_eq!(kv.last_in(b"a3", b"a9").unwrap(), None);
         kv.set_failing(true);
         assert!(kv.get(b"a1").is_err());
     }

@@ -24,6 +24,8 @@ pub mod metrics;
 #[cfg(feature = "byzantine")]
 pub mod misbehave;
 pub mod node;
+pub mod pruner;
+pub mod restart_bench;
 pub mod rpc_backend;
 pub mod sigcheck;
 pub mod signer;
@@ -31,6 +33,7 @@ pub mod start;
 pub mod store;
 pub mod sync_bench;
 pub mod testnet;
+pub mod tx_indexer;
 pub mod wal;
 pub mod wal_record;
 pub mod wire;

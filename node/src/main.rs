@@ -152,6 +152,24 @@ enum Command {
         #[arg(long, default_value_t = 26950)]
         base_port: u16,
     },
+    /// Measure restart time: a validator stopped with SIGTERM and started again on a short
+    /// and on a long generated chain (prints both, and the fsync latency beside them).
+    BenchRestart {
+        /// Height of the short chain.
+        #[arg(long, default_value_t = 100)]
+        short: u64,
+        /// Height of the long chain.
+        #[arg(long, default_value_t = 100_000)]
+        long: u64,
+        /// Signed transfers in every block.
+        #[arg(long, default_value_t = 10)]
+        txs: usize,
+        /// Also write the figures as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long, default_value_t = 26970)]
+        base_port: u16,
+    },
     /// Manage account keys.
     Keys {
         #[command(subcommand)]
@@ -308,6 +326,19 @@ fn run(cli: Cli) -> Result<()> {
             base_port,
         } => basalt_node::sync_bench::run(basalt_node::sync_bench::SyncBenchSpec {
             blocks,
+            txs_per_block: txs,
+            base_port,
+            json,
+        })?,
+        Command::BenchRestart {
+            short,
+            long,
+            txs,
+            json,
+            base_port,
+        } => basalt_node::restart_bench::run(basalt_node::restart_bench::RestartBenchSpec {
+            short,
+            long,
             txs_per_block: txs,
             base_port,
             json,

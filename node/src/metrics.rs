@@ -30,6 +30,8 @@ pub struct Metrics {
     pub missed_blocks: Family<ValidatorLabel, Counter>,
     pub validator_power: Family<ValidatorLabel, Gauge>,
     pub evidence_committed: Counter,
+    /// Last height the transaction index covers (the indexer runs behind the chain).
+    pub tx_index_height: Gauge,
     pub rpc: RpcMetrics,
     registry: Registry,
 }
@@ -50,11 +52,17 @@ impl Metrics {
             missed_blocks: Family::default(),
             validator_power: Family::default(),
             evidence_committed: Counter::default(),
+            tx_index_height: Gauge::default(),
             rpc: RpcMetrics::register(&mut registry),
             registry: Registry::default(),
         };
         let r = &mut registry;
         r.register("height", "Last committed height", m.height.clone());
+        r.register(
+            "tx_index_height",
+            "Last height the transaction index covers",
+            m.tx_index_height.clone(),
+        );
         r.register(
             "round",
             "Round of the height being decided",

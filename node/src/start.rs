@@ -76,11 +76,13 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
         crate::config::Indexer::Null => store.without_tx_index(),
     };
     store.check_chain(&chain_id, &genesis.hash())?;
-    let (chain, evidence, replayed) = crate::driver::load_state(genesis.clone(), &store)?;
+    let loading = std::time::Instant::now();
+    let (chain, evidence) = crate::driver::load_state(genesis.clone(), &store)?;
     tracing::info!(
         chain_id,
         height = chain.next_height() - 1,
-        replayed,
+        app_hash = %chain.runtime.app_hash(),
+        ms = loading.elapsed().as_millis() as u64,
         "state loaded"
     );
 
@@ -144,6 +146,11 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
             budget: Duration::from_millis(config.rpc.query_budget_ms),
         }),
     };
+    tokio::spawn(crate::pruner::run(store.clone(), config.storage.clone()));
+    if store.indexes_txs() {
+        let height = metrics.tx_index_height.clone();
+        tokio::spawn(crate::tx_indexer::run(store.clone(), height));
+    }
     let rpc_addr = basalt_rpc::serve(rpc_config, backend)
         .await
         .with_context(|| format!("cannot serve JSON-RPC on {rpc_listen}"))?;

@@ -29,7 +29,7 @@ pub struct SyncBenchSpec {
     pub json: Option<std::path::PathBuf>,
 }
 
-const CHAIN: &str = "basalt-sync-bench";
+pub(crate) const CHAIN: &str = "basalt-sync-bench";
 
 /// Signed transfers for block `height`: sender i's transaction with nonce height - 1.
 fn block_txs(keys: &[PrivateKey], height: u64) -> Vec<Vec<u8>> {
@@ -58,11 +58,11 @@ fn block_txs(keys: &[PrivateKey], height: u64) -> Vec<Vec<u8>> {
 }
 
 /// Appends `blocks` blocks to the single validator's store at `home`.
-fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<()> {
+pub(crate) fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<()> {
     let genesis = load_genesis(home)?;
     let store = Store::open(&home.data_dir().join("blockstore.db"))?;
     store.check_chain(&genesis.chain_id, &genesis.hash())?;
-    let (mut chain, _) = Chain::load(genesis, &store)?;
+    let mut chain = Chain::load(genesis, &store)?;
     let validator = crate::keys::load(&home.validator_key_file())?;
     let me = validator.public_key().address();
     let time = crate::node::now();
@@ -101,8 +101,7 @@ fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<()> {
         }
         exec_s += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let set = &chain.schedule.next;
-        store.save_block_unflushed(&block, &commit, &applied.results, set)?;
+        chain.store_applied(&store, &block, &commit, &applied, false)?;
         store_s += t.elapsed().as_secs_f64();
         if h.is_multiple_of(1000) || h == blocks {
             let per = |s: f64| s * 1e3 / h as f64;

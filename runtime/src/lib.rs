@@ -6,12 +6,14 @@ mod error;
 mod merkle;
 mod query;
 mod runtime;
+pub mod state;
 mod tx;
 
 pub use error::TxError;
-pub use merkle::MerkleStore;
+pub use merkle::{Entry, MerkleStore, MerkleUpdate, ProofError, StateProof};
 pub use query::{DelegationView, QueryError, SupplyView};
 pub use runtime::{Account, BlockContext, BlockResult, Event, Runtime, RuntimeError, TxResult};
+pub use state::{StateChanges, StateError, StateStore};
 pub use tx::{tx_hash, Msg, SignedTx, TxBody};
 
 #[cfg(test)]

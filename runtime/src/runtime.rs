@@ -1,7 +1,8 @@
 //! Block execution.
 
 use crate::error::TxError;
-use crate::merkle::MerkleStore;
+use crate::merkle::{decode_bucket, decode_node, encode_node, MerkleStore};
+use crate::state::{keys, NoState, StateChanges, StateError, StateStore};
 use crate::tx::{Msg, SignedTx};
 use basalt_genesis::{Genesis, GenesisError};
 use basalt_staking::{
@@ -11,7 +12,8 @@ use basalt_staking::{
 use basalt_types::{Address, Evidence, Hash};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 /// Whether transaction signatures still need checking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,27 +127,46 @@ pub enum RuntimeError {
     ValidatorSet(#[from] ValidatorSetError),
     #[error("block height {got} does not follow the last executed height {last}")]
     WrongHeight { last: u64, got: u64 },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("the state store holds no state")]
+    NoState,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Runtime {
     pub(crate) chain_id: String,
+    /// Accounts the block being executed changed (written out at its commit).
     pub(crate) accounts: HashMap<Address, Account>,
-    pub(crate) dirty: HashSet<Address>,
     pub(crate) staking: StakingState,
     pub(crate) supply: Supply,
     initial_height: u64,
     /// Last executed height (initial_height − 1 before the first block).
     height: u64,
-    store: MerkleStore,
+    tree: MerkleStore,
     app_hash: Hash,
+    /// The committed state, as of the last block the node stored.
+    store: Arc<dyn StateStore>,
+    /// Writes of executed blocks the node has not taken yet ([`Runtime::take_changes`]);
+    /// read before `store`. A runtime over [`NoState`] keeps its whole state here.
+    unsaved: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The first failed read of `store` (reads answer "absent" meanwhile); reported by the
+    /// next block execution, which then fails.
+    read_error: Arc<Mutex<Option<StateError>>>,
 }
 
-fn account_key(a: &Address) -> [u8; 21] {
-    let mut k = [0u8; 21];
-    k[0] = b'a';
-    k[1..].copy_from_slice(&a.0);
-    k
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("chain_id", &self.chain_id)
+            .field("height", &self.height)
+            .field("app_hash", &self.app_hash)
+            .finish()
+    }
+}
+
+fn decode_state<T: BorshDeserialize>(what: &str, bytes: &[u8]) -> Result<T, StateError> {
+    borsh::from_slice(bytes).map_err(|e| StateError(format!("corrupt {what}: {e}")))
 }
 
 impl Runtime {
@@ -169,7 +190,6 @@ impl Runtime {
         let mut rt = Runtime {
             chain_id: genesis.chain_id.clone(),
             accounts: HashMap::new(),
-            dirty: HashSet::new(),
             staking,
             supply: Supply {
                 genesis: genesis.total_supply()?,
@@ -177,8 +197,11 @@ impl Runtime {
             },
             initial_height: genesis.initial_height,
             height: genesis.initial_height - 1,
-            store: MerkleStore::default(),
+            tree: MerkleStore::default(),
             app_hash: Hash::default(),
+            store: Arc::new(NoState),
+            unsaved: BTreeMap::new(),
+            read_error: Arc::default(),
         };
         for a in &genesis.app_state.accounts {
             rt.accounts.insert(
@@ -188,10 +211,80 @@ impl Runtime {
                     nonce: 0,
                 },
             );
-            rt.dirty.insert(a.address);
         }
-        rt.app_hash = rt.commit();
+        rt.app_hash = rt.commit()?;
         Ok((rt, set))
+    }
+
+    /// The state stored in `store` (the last committed version), for the chain of
+    /// `genesis`: the staking module and the supply are read, the tree's inner nodes
+    /// loaded; accounts are read when used. Restart costs the same at any chain length.
+    pub fn open(genesis: &Genesis, store: Arc<dyn StateStore>) -> Result<Runtime, RuntimeError> {
+        let mut rt = Self::view(genesis, store)?;
+        let s = rt.store.clone();
+        rt.tree = MerkleStore::load(|level, index| {
+            s.get(&keys::node(level, index))?
+                .map(|n| decode_node(&n))
+                .transpose()
+        })?;
+        rt.app_hash = rt.tree.root();
+        Ok(rt)
+    }
+
+    /// The state in `store` for queries only: its app hash is not loaded (zero), and it
+    /// must not execute blocks.
+    pub fn view(genesis: &Genesis, store: Arc<dyn StateStore>) -> Result<Runtime, RuntimeError> {
+        let get = |key: &[u8]| store.get(key)?.ok_or(RuntimeError::NoState);
+        let height_bytes: [u8; 8] = get(keys::HEIGHT)?
+            .try_into()
+            .map_err(|_| StateError("corrupt height".into()))?;
+        Ok(Runtime {
+            chain_id: genesis.chain_id.clone(),
+            accounts: HashMap::new(),
+            staking: decode_state("staking state", &get(keys::STAKING)?)?,
+            supply: decode_state("supply", &get(keys::SUPPLY)?)?,
+            initial_height: genesis.initial_height,
+            height: u64::from_le_bytes(height_bytes),
+            tree: MerkleStore::default(),
+            app_hash: Hash::default(),
+            store,
+            unsaved: BTreeMap::new(),
+            read_error: Arc::default(),
+        })
+    }
+
+    /// The writes of every block executed since the last call (the genesis state first),
+    /// in key order, for the node to store with the block. The caller must have stored
+    /// them before this runtime reads again: from here on it reads them from its store.
+    pub fn take_changes(&mut self) -> StateChanges {
+        std::mem::take(&mut self.unsaved).into_iter().collect()
+    }
+
+    /// A stored value: the writes not yet taken, then the store. A failed read is kept
+    /// for the next block execution to report, and answers "absent".
+    fn read(&self, key: &[u8]) -> Option<Vec<u8>> {
+        if let Some(v) = self.unsaved.get(key) {
+            return v.clone();
+        }
+        self.store.get(key).unwrap_or_else(|e| {
+            self.read_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
+            None
+        })
+    }
+
+    fn take_read_error(&self) -> Result<(), StateError> {
+        match self
+            .read_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     pub fn chain_id(&self) -> &str {
@@ -209,7 +302,28 @@ impl Runtime {
     }
 
     pub fn account(&self, address: &Address) -> Account {
-        self.accounts.get(address).copied().unwrap_or_default()
+        if let Some(a) = self.accounts.get(address) {
+            return *a;
+        }
+        let Some(bytes) = self.read(&keys::account(address)) else {
+            return Account::default();
+        };
+        decode_state("account", &bytes).unwrap_or_else(|e| {
+            self.read_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
+            Account::default()
+        })
+    }
+
+    /// The account, loaded into the block's working set for a change.
+    pub(crate) fn account_mut(&mut self, address: Address) -> &mut Account {
+        if !self.accounts.contains_key(&address) {
+            let a = self.account(&address);
+            self.accounts.insert(address, a);
+        }
+        self.accounts.get_mut(&address).expect("inserted above")
     }
 
     pub fn staking(&self) -> &StakingState {
@@ -217,16 +331,13 @@ impl Runtime {
     }
 
     fn credit(&mut self, to: Address, amount: u128) {
-        let a = self.accounts.entry(to).or_default();
+        let a = self.account_mut(to);
         // Cannot overflow: no balance exceeds the total supply, which fits in u128.
         a.balance = a.balance.saturating_add(amount);
-        self.dirty.insert(to);
     }
 
     fn debit(&mut self, from: Address, amount: u128) {
-        let a = self.accounts.entry(from).or_default();
-        a.balance -= amount;
-        self.dirty.insert(from);
+        self.account_mut(from).balance -= amount;
     }
 
     fn pay(&mut self, payouts: Vec<Payout>) {
@@ -572,7 +683,7 @@ impl Runtime {
         }
         let validator_updates = self.staking.end_block(height);
         self.height = height;
-        self.app_hash = self.commit();
+        self.app_hash = self.commit()?;
         Ok(BlockResult {
             tx_results,
             evidence_results,
@@ -581,29 +692,70 @@ impl Runtime {
         })
     }
 
-    /// Writes what changed into the Merkle store and returns the new root. Accounts are one
-    /// leaf each (only changed ones are rehashed); the staking module and the supply are one
-    /// leaf each.
-    pub(crate) fn commit(&mut self) -> Hash {
-        let mut dirty: Vec<Address> = self.dirty.drain().collect();
-        dirty.sort();
-        for a in dirty {
-            let account = self.accounts[&a];
-            self.store
-                .put(&account_key(&a), &borsh::to_vec(&account).expect("borsh"));
+    /// Writes what changed into the Merkle tree and the unsaved writes and returns the new
+    /// root. Accounts are one leaf each (only changed ones are rehashed); the staking module
+    /// and the supply are one leaf each.
+    pub(crate) fn commit(&mut self) -> Result<Hash, StateError> {
+        self.take_read_error()?;
+        let mut accounts: Vec<(Address, Account)> = self.accounts.drain().collect();
+        accounts.sort_by_key(|(a, _)| *a);
+        let mut writes: Vec<(Vec<u8>, Vec<u8>)> = accounts
+            .iter()
+            .map(|(a, acc)| (keys::account(a).to_vec(), enc(acc)))
+            .collect();
+        writes.push((keys::STAKING.to_vec(), enc(&self.staking)));
+        writes.push((keys::SUPPLY.to_vec(), enc(&self.supply)));
+        writes.push((keys::HEIGHT.to_vec(), self.height.to_le_bytes().to_vec()));
+        for (k, v) in writes {
+            self.tree.put(&k, &v);
+            self.unsaved.insert(k, Some(v));
         }
-        self.store
-            .put(b"staking", &borsh::to_vec(&self.staking).expect("borsh"));
-        self.store
-            .put(b"supply", &borsh::to_vec(&self.supply).expect("borsh"));
-        self.store.put(b"height", &self.height.to_le_bytes());
-        self.store.root()
+        let (unsaved, store) = (&self.unsaved, &self.store);
+        let update = self.tree.commit(|b| {
+            let key = keys::bucket(b);
+            let stored = match unsaved.get(key.as_slice()) {
+                Some(v) => v.clone(),
+                None => store.get(&key)?,
+            };
+            stored.map_or(Ok(Vec::new()), |b| decode_bucket(&b))
+        })?;
+        for (b, entries) in update.buckets {
+            let v = (!entries.is_empty()).then(|| enc(&entries));
+            self.unsaved.insert(keys::bucket(b).to_vec(), v);
+        }
+        for (level, index, children) in update.nodes {
+            let empty = children.iter().all(|c| *c == Hash::default());
+            let v = (!empty).then(|| encode_node(&children));
+            self.unsaved.insert(keys::node(level, index).to_vec(), v);
+        }
+        Ok(update.root)
     }
 
-    /// Every token accounted for: balances + bonded + unbonding + undistributed fees equal
+    /// Every account with a balance or a nonce, for a runtime whose whole state is in
+    /// memory (over [`NoState`], nothing taken): tests and invariant checks.
+    pub fn memory_accounts(&self) -> BTreeMap<Address, Account> {
+        let mut out: BTreeMap<Address, Account> = self
+            .unsaved
+            .iter()
+            .filter(|(k, _)| k.len() == 21 && k[0] == b'a')
+            .filter_map(|(k, v)| {
+                let mut a = [0u8; 20];
+                a.copy_from_slice(&k[1..]);
+                Some((Address(a), borsh::from_slice(v.as_ref()?).ok()?))
+            })
+            .collect();
+        out.extend(self.accounts.iter().map(|(a, acc)| (*a, *acc)));
+        out
+    }
+
+    /// Every token accounted for (in a runtime whose state is in memory): balances + bonded + unbonding + undistributed fees equal
     /// genesis + minted − burned. Returns both sides.
     pub fn supply_check(&self) -> (u128, u128) {
-        let held: u128 = self.accounts.values().map(|a| a.balance).sum::<u128>()
+        let held: u128 = self
+            .memory_accounts()
+            .values()
+            .map(|a| a.balance)
+            .sum::<u128>()
             + self.staking.bonded_tokens()
             + self.staking.unbonding_tokens()
             + self.supply.fee_pool;
@@ -612,4 +764,8 @@ impl Runtime {
             self.supply.genesis + self.supply.minted - self.supply.burned,
         )
     }
+}
+
+fn enc<T: BorshSerialize>(v: &T) -> Vec<u8> {
+    borsh::to_vec(v).expect("borsh into a Vec is infallible")
 }

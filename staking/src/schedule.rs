@@ -5,7 +5,7 @@ use crate::module::ValidatorUpdate;
 use crate::validator_set::{ValidatorSet, ValidatorSetError};
 
 /// The sets of the next two heights.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
 pub struct ValidatorSchedule {
     /// Set of the height about to be decided (H+1 after block H was executed).
     pub current: ValidatorSet,

@@ -5,6 +5,8 @@ use super::*;
 use crate::evidence_pool::{EvidencePool, PoolError};
 use basalt_types::{DuplicateVoteEvidence, PrivateKey, Round, Vote, VoteType};
 
+mod persist;
+
 const CHAIN: &str = "chain-test";
 
 fn key(tag: u8, i: u8) -> PrivateKey {
@@ -16,6 +18,11 @@ fn key(tag: u8, i: u8) -> PrivateKey {
 
 /// A 4-validator chain (10 power each) with a short evidence age.
 fn chain(store: &Store) -> Chain {
+    Chain::load(genesis(vec![]), store).unwrap()
+}
+
+/// The genesis of [`chain`], with `accounts` funded.
+fn genesis(accounts: Vec<(Address, u128)>) -> Genesis {
     let mut g = Genesis::generate(
         CHAIN,
         "2026-01-01T00:00:00Z",
@@ -29,11 +36,11 @@ fn chain(store: &Store) -> Chain {
                 )
             })
             .collect(),
-        vec![],
+        accounts,
     )
     .unwrap();
     g.app_state.staking.evidence_max_age = 3;
-    Chain::load(g, store).unwrap().0
+    g
 }
 
 fn vote(signer: u8, height: u64, round: u32, value: Option<&str>) -> basalt_types::SignedVote {
@@ -58,12 +65,21 @@ fn evidence(signer: u8, height: u64, round: u32) -> Evidence {
 
 /// Checks and executes a block with a full commit.
 fn advance(c: &mut Chain, evidence: Vec<Evidence>) {
+    advance_with(c, vec![], evidence);
+}
+
+/// Checks and executes a block of `txs` and `evidence` with a full commit.
+fn advance_with(
+    c: &mut Chain,
+    txs: Vec<Vec<u8>>,
+    evidence: Vec<Evidence>,
+) -> (Block, Commit, Applied) {
     let proposer = c.validators().proposer_for_round(0);
     let time = Timestamp {
         seconds: c.next_height() as i64,
         nanos: 0,
     };
-    let block = c.build_block(proposer, time, vec![], evidence);
+    let block = c.build_block(proposer, time, txs, evidence);
     c.check_proposal(&block).expect("a valid block");
     // Every member of the block's set precommits: the next block's last commit must verify.
     let signatures = (0..4)
@@ -94,7 +110,8 @@ fn advance(c: &mut Chain, evidence: Vec<Evidence>) {
         block_id: block.id(),
         signatures,
     };
-    c.execute(&block, commit, true).unwrap();
+    let applied = c.execute(&block, commit.clone(), false).unwrap();
+    (block, commit, applied)
 }
 
 fn block_with(c: &Chain, ev: Evidence) -> Block {

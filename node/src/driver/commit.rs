@@ -24,12 +24,9 @@ impl Driver {
                 context: format!("executing block {height}"),
                 source,
             })?;
-        let (results, set) = (&applied.results, &self.chain.schedule.next);
-        if synced.is_some() {
-            self.store
-                .save_block_unflushed(&block, &commit, results, set)?;
-        } else {
-            self.store.save_block(&block, &commit, results, set)?;
+        self.chain
+            .store_applied(&self.store, &block, &commit, &applied, synced.is_none())?;
+        if synced.is_none() {
             self.wal.reset()?;
         }
         self.mempool.update(&self.chain.runtime, &block.txs);

@@ -223,15 +223,15 @@ pub struct Driver {
     pub(crate) misbehave: Option<crate::misbehave::Misbehave>,
 }
 
-/// The decided state from the store: the chain (its blocks re-executed), the evidence pool,
-/// and the validator sets of the next two heights recorded for the RPC. Also returns how
-/// many blocks were replayed.
+/// The decided state from the store: the chain (its last committed state, no block
+/// re-executed), the evidence pool, and the validator sets of the next two heights recorded
+/// for the RPC.
 pub fn load_state(
     genesis: basalt_genesis::Genesis,
     store: &Store,
-) -> Result<(Chain, EvidencePool, u64), Fatal> {
+) -> Result<(Chain, EvidencePool), Fatal> {
     let evidence_bytes = genesis.consensus_params.evidence.max_bytes as usize * 4;
-    let (chain, replayed) = Chain::load(genesis, store).map_err(|source| Fatal::Chain {
+    let chain = Chain::load(genesis, store).map_err(|source| Fatal::Chain {
         context: "loading the chain".into(),
         source,
     })?;
@@ -239,7 +239,7 @@ pub fn load_state(
     let next = chain.next_height();
     store.save_validator_set(next, &chain.schedule.current)?;
     store.save_validator_set(next + 1, &chain.schedule.next)?;
-    Ok((chain, evidence, replayed))
+    Ok((chain, evidence))
 }
 
 /// The engine's configuration from the genesis parameters.

@@ -31,7 +31,7 @@ fn driver(kv: &MemKv) -> Driver {
     let store = Store::in_memory(kv);
     let g = genesis();
     store.check_chain(CHAIN, &g.hash()).unwrap();
-    let (chain, evidence, _) = load_state(g, &store).unwrap();
+    let (chain, evidence) = load_state(g, &store).unwrap();
     Driver::new(DriverParts {
         chain,
         store,

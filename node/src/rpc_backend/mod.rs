@@ -5,6 +5,7 @@
 
 pub mod reads;
 pub mod snapshot;
+pub mod state_query;
 
 use crate::api::Request;
 use crate::metrics::Metrics;
@@ -85,7 +86,7 @@ impl Backend for NodeBackend {
     }
 
     async fn call(&self, method: String, params: Map<String, Value>) -> Result<Value, RpcError> {
-        if READ_METHODS.contains(&method.as_str()) {
+        if is_read(&method, &params) {
             return self.reads.call(method, params).await;
         }
         // Signature checks cost the most per transaction: do them here, on the server's
@@ -118,7 +119,7 @@ impl Backend for NodeBackend {
         }
         let mut pending = Vec::with_capacity(calls.len());
         for ((method, params), verified_tx) in calls.into_iter().zip(verified) {
-            pending.push(if READ_METHODS.contains(&method.as_str()) {
+            pending.push(if is_read(&method, &params) {
                 Err((method, params))
             } else {
                 Ok(self.send(method, params, verified_tx).await)
@@ -165,6 +166,14 @@ impl NodeBackend {
                 .map_err(|_| RpcError::internal("the node is shutting down"))?
         })
     }
+}
+
+/// Whether a call is answered off the consensus path: the read methods, and `abci_query`
+/// but for the nonce path (which counts the node's mempool).
+fn is_read(method: &str, params: &Map<String, Value>) -> bool {
+    READ_METHODS.contains(&method)
+        || (method == "abci_query"
+            && !crate::api::abci_path(params).is_ok_and(|p| p.starts_with(crate::api::NONCE_PATH)))
 }
 
 /// The transaction a `broadcast_tx_*` call submits.

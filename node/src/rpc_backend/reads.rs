@@ -15,6 +15,9 @@ use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 
 /// Methods answered here; everything else needs the live node.
+/// Longest a `tx` or `tx_search` waits for the indexer to reach the last height.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub const READ_METHODS: &[&str] = &[
     "health",
     "status",
@@ -108,6 +111,7 @@ impl ReadView<'_> {
     pub fn call(&self, method: &str, params: &Map<String, Value>) -> Result<Value, RpcError> {
         match method {
             "health" => Ok(json!({})),
+            "abci_query" => self.abci_query(params),
             "status" => Ok(self.status()),
             "net_info" => Ok(self.net_info()),
             "genesis" => Ok(json!({"genesis": self.genesis_doc()})),
@@ -164,15 +168,24 @@ impl ReadView<'_> {
             }
             "tx" => {
                 let hash = Hash(required(param_hash(params, "hash")?, "hash")?);
+                let indexed = self.wait_for_index()?;
                 match self.store.tx(&hash).map_err(internal)? {
                     Some(rec) => Ok(tx_json(&hash, &rec)),
+                    None if indexed < self.last_height() => Err(RpcError::internal(format!(
+                        "tx ({}) not found; the transaction index is behind the chain (indexed to height {indexed} of {})",
+                        hash.to_hex(),
+                        self.last_height()
+                    ))),
                     None => Err(RpcError::internal(format!(
                         "tx ({}) not found",
                         hash.to_hex()
                     ))),
                 }
             }
-            "tx_search" => self.tx_search(params),
+            "tx_search" => {
+                self.wait_for_index()?;
+                self.tx_search(params)
+            }
             "block_search" => self.block_search(params),
             "num_unconfirmed_txs" => Ok(
                 json!({"n_txs": self.snap.mempool_txs.to_string(), "total": self.snap.mempool_txs.to_string(),
@@ -187,6 +200,13 @@ impl ReadView<'_> {
             }})),
             m => Err(RpcError::method_not_found(m)),
         }
+    }
+
+    /// Waits a moment for the indexer (it runs behind the commit path) to cover the last
+    /// committed height, so that a transaction committed just now is found. Returns the
+    /// height the index covers.
+    fn wait_for_index(&self) -> Result<u64, RpcError> {
+        crate::tx_indexer::wait_for(self.store, self.last_height(), INDEX_WAIT).map_err(internal)
     }
 
     /// Records of `hashes` in their order, read in chunks under the budget.
@@ -215,10 +235,20 @@ impl ReadView<'_> {
         }
     }
     fn block_at(&self, h: u64) -> Result<Block, RpcError> {
+        self.check_retained(h)?;
         self.store
             .block(h)
             .map_err(internal)?
             .ok_or_else(|| RpcError::internal(format!("block {h} not found")))
+    }
+    /// CometBFT's error for a height below the pruned store's earliest.
+    fn check_retained(&self, h: u64) -> Result<(), RpcError> {
+        match self.store.earliest_height().map_err(internal)? {
+            Some(lowest) if h < lowest => Err(RpcError::internal(format!(
+                "height {h} is not available, lowest height is {lowest}"
+            ))),
+            _ => Ok(()),
+        }
     }
     fn block_by_hash(&self, params: &Map<String, Value>) -> Result<Option<Block>, RpcError> {
         let id = basalt_types::BlockId(Hash(required(param_hash(params, "hash")?, "hash")?));
@@ -242,7 +272,8 @@ impl ReadView<'_> {
     }
     fn status(&self) -> Value {
         let last = self.snap.last_header.as_ref();
-        let earliest = self.store.block(self.genesis.initial_height).ok().flatten();
+        let earliest = (self.store.earliest_height().ok().flatten())
+            .and_then(|h| self.store.block(h).ok().flatten());
         let genesis_time = &self.genesis.genesis_time;
         let time = |t: Option<basalt_types::Timestamp>| {
             t.map_or_else(|| genesis_time.clone(), shapes::rfc3339)
@@ -405,6 +436,7 @@ impl ReadView<'_> {
             Some(h) => h,
         }
         .max(self.genesis.initial_height);
+        self.check_retained(height)?;
         let set = self
             .store
             .validator_set(height)

@@ -468,7 +468,7 @@ fn every_bad_transaction_gets_a_distinct_code_and_a_readable_log_and_changes_not
         ),
     ];
     let hash_before = c.rt.app_hash();
-    let accounts_before = c.rt.accounts.clone();
+    let accounts_before = c.rt.memory_accounts();
     let mut codes = BTreeSet::new();
     for (name, bytes, code) in &cases {
         let r = c.rt.check_tx(bytes);
@@ -477,7 +477,11 @@ fn every_bad_transaction_gets_a_distinct_code_and_a_readable_log_and_changes_not
         codes.insert(r.code);
     }
     assert_eq!(codes.len(), cases.len(), "codes are distinct");
-    assert_eq!(c.rt.accounts, accounts_before, "check_tx changes nothing");
+    assert_eq!(
+        c.rt.memory_accounts(),
+        accounts_before,
+        "check_tx changes nothing"
+    );
     assert_eq!(c.rt.app_hash(), hash_before);
     // Replay: a transaction executed once, then sent again.
     let once = c.tx(&a, 0, 0, transfer(1));

@@ -94,7 +94,7 @@ impl SimNode {
         store
             .check_chain(&shared.genesis.chain_id, &shared.genesis.hash())
             .expect("the simulated store belongs to this chain");
-        let (chain, evidence, _) = basalt_node::driver::load_state(shared.genesis.clone(), &store)
+        let (chain, evidence) = basalt_node::driver::load_state(shared.genesis.clone(), &store)
             .expect("a simulated store loads");
         let signer = FileSigner::in_memory(
             self.key.clone(),

@@ -6,7 +6,13 @@
 //! one flush: one durable write per block, never one per transaction, and never a block
 //! without its results (or the reverse) after a crash.
 
+mod prune;
+mod state;
+
+pub use state::{ChainMeta, StoredState};
+
 use crate::kv::{Kv, KvBatch, KvError, MemKv, SledKv};
+use basalt_runtime::StateChanges;
 use basalt_staking::ValidatorSet;
 use basalt_types::{Block, Commit, Hash};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -23,6 +29,10 @@ const VALSET: u8 = b'V';
 const INDEX: u8 = b'I';
 const BLOCK_BY_ID: u8 = b'H';
 
+/// The layout this node reads and writes. 1: the layout before the version was recorded
+/// (state rebuilt by replaying blocks); 2: versioned state in the store.
+pub const FORMAT_VERSION: u32 = 2;
+
 /// Blocks and their results are stored in pieces of this size (`B height piece`): sled
 /// keeps large values in memory long after writing them (a 600 KB value per block grew a
 /// process by 100 MiB per 300 blocks), while small ones stay within its cache.
@@ -36,6 +46,14 @@ pub enum StoreError {
     Db(#[from] KvError),
     #[error("database record {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error(
+        "the data directory has store format {found}, this node reads format {expected}: {advice}"
+    )]
+    Format {
+        found: u32,
+        expected: u32,
+        advice: &'static str,
+    },
     #[error("the data directory belongs to chain {found:?} (genesis {found_hash}), not to {expected:?} (genesis {expected_hash}); use a fresh --home for this chain")]
     OtherChain {
         found: String,
@@ -148,6 +166,16 @@ impl BlockResults {
     }
 }
 
+/// A decided block and everything derived from it, stored together.
+pub struct Decided<'a> {
+    pub block: &'a Block,
+    pub commit: &'a Commit,
+    pub results: &'a BlockResults,
+    /// The runtime's writes for the block ([`basalt_runtime::Runtime::take_changes`]).
+    pub state: &'a StateChanges,
+    pub meta: &'a ChainMeta,
+}
+
 #[derive(Clone)]
 pub struct Store {
     db: std::sync::Arc<dyn Kv>,
@@ -163,6 +191,14 @@ fn piece_key(prefix: u8, height: u64, piece: u32) -> [u8; 13] {
     k[..9].copy_from_slice(&key(prefix, height));
     k[9..].copy_from_slice(&piece.to_be_bytes());
     k
+}
+
+/// Adds to `batch` the removal of every piece under `prefix height`.
+fn remove_pieces(db: &dyn Kv, batch: &mut KvBatch, prefix: u8, height: u64) -> Result<(), KvError> {
+    for (k, _) in db.scan_prefix(&key(prefix, height))? {
+        batch.remove(k);
+    }
+    Ok(())
 }
 
 /// Adds `bytes` to `batch` as pieces of at most [`BLOCK_PIECE`] bytes under `prefix height`.
@@ -281,8 +317,10 @@ impl Store {
         self.index_txs
     }
 
-    /// Binds the database to one chain on first use and refuses any other chain afterwards.
+    /// Binds the database to one chain and to this node's layout ([`FORMAT_VERSION`]) on
+    /// first use, and refuses any other chain or layout afterwards.
     pub fn check_chain(&self, chain_id: &str, genesis_hash: &Hash) -> Result<(), StoreError> {
+        self.check_format()?;
         let k = prefixed(META, b"chain");
         let want = enc(&(chain_id.to_string(), *genesis_hash));
         match self.db.get(&k)? {
@@ -304,6 +342,34 @@ impl Store {
                 })
             }
         }
+    }
+
+    /// Refuses a data directory written in another layout; records ours in a new one.
+    fn check_format(&self) -> Result<(), StoreError> {
+        let k = prefixed(META, b"format");
+        let found = match self.db.get(&k)? {
+            Some(v) => decode::<u32>(&k, &v)?,
+            None if self.db.last_key(&[])?.is_none() => {
+                let mut b = KvBatch::default();
+                b.insert(k, enc(&FORMAT_VERSION));
+                self.db.apply(b)?;
+                self.db.flush()?;
+                return Ok(());
+            }
+            None => 1,
+        };
+        if found == FORMAT_VERSION {
+            return Ok(());
+        }
+        Err(StoreError::Format {
+            found,
+            expected: FORMAT_VERSION,
+            advice: if found < FORMAT_VERSION {
+                "it was written by an older basalt; move the home's data/ directory away (keep priv_validator_state.json) and start again: the node syncs the chain from its peers"
+            } else {
+                "it was written by a newer basalt; run that version"
+            },
+        })
     }
 
     /// The highest stored height, if any block is stored.
@@ -416,17 +482,11 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a decided block with its commit, results, transaction index entries and the
-    /// validator set it scheduled for two heights later, in one atomic batch, then flushes
-    /// once.
-    pub fn save_block(
-        &self,
-        block: &Block,
-        commit: &Commit,
-        results: &BlockResults,
-        set_after_next: &ValidatorSet,
-    ) -> Result<(), StoreError> {
-        self.save_block_unflushed(block, commit, results, set_after_next)?;
+    /// Stores a decided block with its commit, results, transaction index entries, the
+    /// state it produced and the validator set it scheduled for two heights later, in one
+    /// atomic batch, then flushes once.
+    pub fn save_block(&self, d: &Decided) -> Result<(), StoreError> {
+        self.save_block_unflushed(d)?;
         self.db.flush()?;
         Ok(())
     }
@@ -435,25 +495,48 @@ impl Store {
     /// prefix-consistent, so a crash loses a suffix of such blocks, never a middle one. For
     /// blocks that can be fetched again (block sync, generated chains); call
     /// [`Store::flush`] before anything is signed on top of them.
-    pub fn save_block_unflushed(
-        &self,
-        block: &Block,
-        commit: &Commit,
-        results: &BlockResults,
-        set_after_next: &ValidatorSet,
-    ) -> Result<(), StoreError> {
+    pub fn save_block_unflushed(&self, d: &Decided) -> Result<(), StoreError> {
+        let (block, commit, results) = (d.block, d.commit, d.results);
         let h = block.header.height.0;
         let mut batch = KvBatch::default();
-        batch.insert(key(VALSET, h + 2), enc(set_after_next));
+        state::put_state(&mut batch, h, d.state, d.meta, false);
+        batch.insert(key(VALSET, h + 2), enc(&d.meta.schedule.next));
         put_pieces(&mut batch, BLOCK, h, &enc(block));
         batch.insert(prefixed(BLOCK_BY_ID, block.id().0.as_bytes()), enc(&h));
         batch.insert(key(COMMIT, h), enc(commit));
         put_pieces(&mut batch, RESULTS, h, &enc(results));
-        if self.index_txs {
-            index_block(&mut batch, block, results);
-        }
         self.db.apply(batch)?;
         Ok(())
+    }
+
+    /// The last height the transaction index covers (0 before any).
+    pub fn indexed_height(&self) -> Result<u64, StoreError> {
+        Ok(self.get(&prefixed(META, b"indexed"))?.unwrap_or(0))
+    }
+
+    /// Indexes the stored blocks after [`Store::indexed_height`], at most `max_blocks` of
+    /// them in one batch with the new progress height (pruned ones are skipped). Returns
+    /// the height indexed to, `None` when there was nothing to do. The commit path never
+    /// indexes: this runs on the indexer's own thread.
+    pub fn index_next(&self, max_blocks: u64) -> Result<Option<u64>, StoreError> {
+        let Some(last) = self.last_height()? else {
+            return Ok(None);
+        };
+        let done = self.indexed_height()?;
+        let from = (done + 1).max(self.earliest_height()?.unwrap_or(1));
+        if from > last {
+            return Ok(None);
+        }
+        let to = last.min(from + max_blocks.max(1) - 1);
+        let mut batch = KvBatch::default();
+        for h in from..=to {
+            if let (Some(block), Some(results)) = (self.block(h)?, self.results(h)?) {
+                index_block(&mut batch, &block, &results);
+            }
+        }
+        batch.insert(prefixed(META, b"indexed"), enc(&to));
+        self.db.apply(batch)?;
+        Ok(Some(to))
     }
 
     /// Writes everything to disk (graceful shutdown; blocks are flushed as they are saved).
@@ -588,7 +671,21 @@ mod tests {
         };
         let k = basalt_types::PrivateKey::from_seed([1; 32]).public_key();
         let set = ValidatorSet::new(vec![basalt_staking::Validator::new(k, 1)]).unwrap();
-        s.save_block(b, &c, &r, &set).unwrap();
+        let meta = ChainMeta {
+            schedule: basalt_staking::ValidatorSchedule::genesis(set),
+            last_set: None,
+        };
+        let d = Decided {
+            block: b,
+            commit: &c,
+            results: &r,
+            state: &vec![],
+            meta: &meta,
+        };
+        s.save_block(&d).unwrap();
+        if s.indexes_txs() {
+            s.index_next(1000).unwrap();
+        }
     }
 
     #[test]

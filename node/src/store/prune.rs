@@ -1,0 +1,57 @@
+//! Pruning: blocks below the retained window go with everything stored for them (pieces,
+//! commit, results, id, validator set, transaction index entries), in bounded batches, and
+//! the store records the earliest height it still has.
+
+use super::{
+    event_attributes, index_key, key, prefixed, remove_pieces, KvBatch, Store, StoreError, BLOCK,
+    BLOCK_BY_ID, COMMIT, META, RESULTS, TX, VALSET,
+};
+
+impl Store {
+    /// The lowest height whose block is stored (after pruning), `None` with no block.
+    pub fn earliest_height(&self) -> Result<Option<u64>, StoreError> {
+        match self.get::<u64>(&prefixed(META, b"earliest"))? {
+            Some(h) => Ok(Some(h)),
+            None => Ok(self.db.scan_prefix_first(&[BLOCK])?.map(|k| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&k[1..9]);
+                u64::from_be_bytes(b)
+            })),
+        }
+    }
+
+    /// Deletes the blocks below `keep_from` (at most `max_blocks` of them, oldest first)
+    /// and all that was stored for them. Returns how many were deleted.
+    pub fn prune_blocks(&self, keep_from: u64, max_blocks: u64) -> Result<u64, StoreError> {
+        let Some(from) = self.earliest_height()? else {
+            return Ok(0);
+        };
+        let to = keep_from.min(from.saturating_add(max_blocks));
+        if from >= to {
+            return Ok(0);
+        }
+        let mut batch = KvBatch::default();
+        for h in from..to {
+            if let Some(block) = self.block(h)? {
+                batch.remove(prefixed(BLOCK_BY_ID, block.id().0.as_bytes()));
+                for tx in &block.txs {
+                    batch.remove(prefixed(TX, basalt_runtime::tx_hash(tx).as_bytes()));
+                }
+            }
+            if let Some(results) = self.results(h)? {
+                for outcome in &results.txs {
+                    for (k, v) in event_attributes(&outcome.events) {
+                        batch.remove(index_key(&k, &v, h));
+                    }
+                }
+            }
+            remove_pieces(&*self.db, &mut batch, BLOCK, h)?;
+            remove_pieces(&*self.db, &mut batch, RESULTS, h)?;
+            batch.remove(key(COMMIT, h));
+            batch.remove(key(VALSET, h));
+        }
+        batch.insert(prefixed(META, b"earliest"), super::enc(&to));
+        self.db.apply(batch)?;
+        Ok(to - from)
+    }
+}
