@@ -47,7 +47,9 @@ pub enum SyncRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum SyncResponse {
-    Status { last_height: u64 },
+    /// The last committed height and the lowest one whose block is still stored (the
+    /// rest was pruned: ask another peer for it).
+    Status { last_height: u64, earliest_height: u64 },
     Blocks(Vec<(Block, Commit)>),
     Catchup(Vec<ConsensusMsg>),
     Evidence(Vec<basalt_types::Evidence>),

@@ -31,6 +31,7 @@ impl Driver {
         Ok(match r {
             SyncRequest::Status => SyncResponse::Status {
                 last_height: self.last_height(),
+                earliest_height: self.store.earliest_height()?.unwrap_or(1),
             },
             SyncRequest::Blocks { from, count } => {
                 let mut out = Vec::new();
@@ -115,12 +116,16 @@ impl Driver {
             }
         };
         match response {
-            SyncResponse::Status { last_height } => {
+            SyncResponse::Status {
+                last_height,
+                earliest_height,
+            } => {
                 if let Some(h) = self.peers.get_mut(&peer) {
                     *h = last_height;
                 }
                 let next = self.chain.next_height();
-                if last_height >= next && !self.sync_in_flight {
+                // A peer that pruned the next height cannot serve it: another one will.
+                if last_height >= next && earliest_height <= next && !self.sync_in_flight {
                     self.request_blocks(peer, next, last_height);
                 }
             }
@@ -129,6 +134,9 @@ impl Driver {
                 // Read ahead: ask for the next range before executing this one, so the
                 // peer serves it while we work.
                 let target = self.peers.get(&peer).copied().unwrap_or(0);
+                if blocks.is_empty() {
+                    tracing::debug!(%peer, "a sync reply without blocks (pruned meanwhile?)");
+                }
                 if let Some((last, _)) = blocks.last() {
                     let from = last.header.height.0 + 1;
                     if target >= from && from > self.chain.next_height() {
