@@ -32,6 +32,12 @@ pub struct BenchSpec {
     pub timeout_commit_ms: u64,
     /// The validators' transaction indexer.
     pub indexer: Indexer,
+    /// The validators' `[storage] retain_blocks`.
+    pub retain_blocks: u64,
+    /// Adds a kv-indexing full node (not sent to) whose index lag is sampled.
+    pub full_node: bool,
+    /// Time between progress samples.
+    pub sample_every: Duration,
 }
 
 pub(crate) const CHAIN: &str = "basalt-bench";
@@ -217,7 +223,7 @@ pub fn run(spec: BenchSpec) -> Result<()> {
     let keys: Vec<PrivateKey> = (0..spec.accounts).map(sender_key).collect();
     let homes = testnet::testnet(&TestnetSpec {
         validators: spec.validators,
-        full_nodes: 0,
+        full_nodes: usize::from(spec.full_node),
         output: dir.path(),
         base_port: spec.base_port,
         stakes: None,
@@ -229,13 +235,16 @@ pub fn run(spec: BenchSpec) -> Result<()> {
             .map(|k| (k.public_key().address(), 1_000_000_000_000))
             .collect(),
     })?;
-    edit_configs(&homes, |c| c.tx_index.indexer = spec.indexer)?;
+    edit_configs(&homes[..spec.validators], |c| {
+        c.tx_index.indexer = spec.indexer;
+        c.storage.retain_blocks = spec.retain_blocks;
+    })?;
     let spawn = |nodes: &mut Children| spawn_nodes(&homes, nodes);
     let mut nodes = Children(Vec::new());
     spawn(&mut nodes)?;
-    let rpcs: Vec<String> = (0..homes.len())
-        .map(|k| format!("127.0.0.1:{}", spec.base_port as usize + 2 * k + 1))
-        .collect();
+    let rpc_of = |k: usize| format!("127.0.0.1:{}", spec.base_port as usize + 2 * k + 1);
+    // Transactions go to the validators only.
+    let rpcs: Vec<String> = (0..spec.validators).map(rpc_of).collect();
     let watch = Client::new(&rpcs[0]);
     let minute = Duration::from_secs(60);
     wait_height(
@@ -353,6 +362,8 @@ pub fn run(spec: BenchSpec) -> Result<()> {
     let mut next = height(&watch) + 1;
     let mut last_time: Option<f64> = None;
     let mut committed_in_window = 0u64;
+    let mut samples = Vec::new();
+    let mut last_sample = Instant::now();
     let deadline = load_start + spec.duration;
     let drain_until = deadline + Duration::from_secs(10);
     loop {
@@ -369,6 +380,12 @@ pub fn run(spec: BenchSpec) -> Result<()> {
             || (now >= deadline && submitted.lock().expect("not poisoned").is_empty())
         {
             break;
+        }
+        if last_sample.elapsed() >= spec.sample_every {
+            last_sample = Instant::now();
+            let s = sample(&homes, &watch, spec.full_node.then(|| rpc_of(spec.validators)));
+            eprintln!("{:>5.0} s: {s}", load_start.elapsed().as_secs_f64());
+            samples.push(s);
         }
         let Ok(b) = watch.call("block", json!({"height": next.to_string()})) else {
             std::thread::sleep(Duration::from_millis(20));
@@ -426,32 +443,45 @@ pub fn run(spec: BenchSpec) -> Result<()> {
         "cpu_s": usage.iter().map(|u| u.0).collect::<Vec<_>>(),
         "rss_mb": usage.iter().map(|u| u.1).collect::<Vec<_>>(),
         "rss_mb_max": usage.iter().map(|u| u.1).fold(0.0, f64::max),
+        "retain_blocks": spec.retain_blocks,
+        "samples": samples,
     });
     print_report(&report, spec.json.as_deref())
 }
 
+/// Progress now: the chain's height, each node's data directory in MiB, and with a full
+/// node at `full_rpc`, the height its transaction index covers and its lag behind the chain.
+fn sample(homes: &[crate::home::Home], watch: &Client, full_rpc: Option<String>) -> Value {
+    let h = height(watch);
+    let disk: Vec<f64> = homes
+        .iter()
+        .map(|home| (crate::restart_bench::dir_bytes(&home.data_dir()) as f64 / 1048576.0).round())
+        .collect();
+    let mut out = json!({"height": h, "disk_mib": disk});
+    if let Some(rpc) = full_rpc {
+        let indexed = metric(&rpc, "basalt_tx_index_height").unwrap_or(0.0) as u64;
+        out["full_node_indexed"] = json!(indexed);
+        out["full_node_index_lag"] = json!(h.saturating_sub(indexed));
+    }
+    out
+}
+
+/// One gauge from a node's `/metrics`.
+fn metric(rpc: &str, name: &str) -> Option<f64> {
+    let text = ureq::get(&format!("http://{rpc}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// Seconds since the epoch of an RFC 3339 UTC time with nanoseconds.
 fn parse_time(s: &str) -> Option<f64> {
-    let (date, time) = s.trim_end_matches('Z').split_once('T')?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let t: Vec<i64> = hms
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
-    // Days from civil (Howard Hinnant), the inverse of shapes::rfc3339.
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let frac: f64 = format!("0.{frac}").parse().ok()?;
-    Some((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) as f64 + frac)
+    let t = basalt_rpc::shapes::parse_rfc3339(s)?;
+    Some(t.seconds as f64 + f64::from(t.nanos) / 1e9)
 }
 
 #[cfg(test)]

@@ -78,7 +78,13 @@ pub enum TxCommand {
 #[derive(Subcommand)]
 pub enum QueryCommand {
     /// An account's balance and nonce.
-    Account { address: String },
+    Account {
+        address: String,
+        /// Verify the answer: a Merkle proof against the app hash of a header whose commit
+        /// is checked against its validator set.
+        #[arg(long)]
+        prove: bool,
+    },
     /// A validator by operator address.
     Validator { address: String },
     /// Every validator the staking module knows.
@@ -173,7 +179,12 @@ pub fn run_tx(cmd: TxCommand, o: TxOptions) -> Result<()> {
 pub fn run_query(what: QueryCommand, node: &str) -> Result<()> {
     let client = Client::new(node);
     let path = match &what {
-        QueryCommand::Account { address: a } => format!("/account/{}", address(a)?),
+        QueryCommand::Account { address: a, prove: true } => {
+            let v = crate::cli_prove::prove_account(&client, address(a)?)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(());
+        }
+        QueryCommand::Account { address: a, .. } => format!("/account/{}", address(a)?),
         QueryCommand::Validator { address: a } => format!("/validator/{}", address(a)?),
         QueryCommand::Validators => "/validators".to_string(),
     };

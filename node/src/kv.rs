@@ -50,6 +50,14 @@ pub trait Kv: Send + Sync {
     fn last_in(&self, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, KvError>;
     fn apply(&self, batch: KvBatch) -> Result<(), KvError>;
     fn flush(&self) -> Result<(), KvError>;
+    /// Entries and bytes (keys and values) per first key byte: what the space holds, by kind.
+    fn usage(&self) -> Result<BTreeMap<u8, (u64, u64)>, KvError>;
+}
+
+fn tally(out: &mut BTreeMap<u8, (u64, u64)>, k: &[u8], v: &[u8]) {
+    let e = out.entry(k.first().copied().unwrap_or(0)).or_default();
+    e.0 += 1;
+    e.1 += (k.len() + v.len()) as u64;
 }
 
 pub struct SledKv(pub sled::Db);
@@ -107,6 +115,14 @@ impl Kv for SledKv {
     fn flush(&self) -> Result<(), KvError> {
         self.0.flush()?;
         Ok(())
+    }
+    fn usage(&self) -> Result<BTreeMap<u8, (u64, u64)>, KvError> {
+        let mut out = BTreeMap::new();
+        for r in self.0.iter() {
+            let (k, v) = r?;
+            tally(&mut out, &k, &v);
+        }
+        Ok(out)
     }
 }
 
@@ -206,6 +222,15 @@ impl Kv for MemKv {
         }
         s.unflushed.push(batch);
         Ok(())
+    }
+    fn usage(&self) -> Result<BTreeMap<u8, (u64, u64)>, KvError> {
+        let s = self.state();
+        Self::check(&s)?;
+        let mut out = BTreeMap::new();
+        for (k, v) in &s.live {
+            tally(&mut out, k, v);
+        }
+        Ok(out)
     }
     fn flush(&self) -> Result<(), KvError> {
         let mut s = self.state();

@@ -8,6 +8,7 @@ pub mod api;
 pub mod bench;
 pub mod bench_reads;
 pub mod chain;
+pub mod cli_prove;
 pub mod cli_tx;
 pub mod client;
 pub mod config;

@@ -121,6 +121,16 @@ enum Command {
         /// or `kv`).
         #[arg(long, value_enum, default_value_t = basalt_node::config::Indexer::Null)]
         indexer: basalt_node::config::Indexer,
+        /// The validators' `[storage] retain_blocks` (0 keeps every block).
+        #[arg(long, default_value_t = 0)]
+        retain_blocks: u64,
+        /// Also run a kv-indexing full node and report how far its index lags the chain.
+        #[arg(long)]
+        full_node: bool,
+        /// Seconds between progress samples (height, each node's disk use, the full
+        /// node's index lag).
+        #[arg(long, default_value_t = 60)]
+        sample_s: u64,
     },
     /// Measure how much heavy RPC reads slow consensus: the block rate of an idle
     /// 4-validator localnet against the rate while every validator serves heavy reads.
@@ -298,6 +308,9 @@ fn run(cli: Cli) -> Result<()> {
             base_port,
             timeout_commit_ms,
             indexer,
+            retain_blocks,
+            full_node,
+            sample_s,
         } => basalt_node::bench::run(basalt_node::bench::BenchSpec {
             validators,
             duration: std::time::Duration::from_secs(duration),
@@ -307,6 +320,9 @@ fn run(cli: Cli) -> Result<()> {
             base_port,
             timeout_commit_ms,
             indexer,
+            retain_blocks,
+            full_node,
+            sample_every: std::time::Duration::from_secs(sample_s.max(1)),
         })?,
         Command::BenchReads {
             transfers,

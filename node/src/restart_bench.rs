@@ -15,7 +15,7 @@ use crate::sync_bench::{generate, CHAIN};
 use crate::testnet::{self, TestnetSpec};
 use anyhow::{bail, Context, Result};
 use basalt_types::PrivateKey;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,9 @@ pub struct RestartBenchSpec {
     pub json: Option<std::path::PathBuf>,
 }
 
-/// One chain: generated, started, stopped, restarted. Returns (restart seconds, store MiB).
-fn measure(spec: &RestartBenchSpec, blocks: u64, port: u16) -> Result<(f64, f64)> {
+/// One chain: generated, started, stopped, restarted. Returns the restart's seconds, the
+/// data directory's MiB on disk and the store's MiB by kind of record.
+fn measure(spec: &RestartBenchSpec, blocks: u64, port: u16) -> Result<(f64, f64, Value)> {
     let dir = tempfile::tempdir().context("creating a work folder")?;
     let keys: Vec<PrivateKey> = (0..spec.txs_per_block)
         .map(crate::bench::sender_key)
@@ -66,8 +67,10 @@ fn measure(spec: &RestartBenchSpec, blocks: u64, port: u16) -> Result<(f64, f64)
     let again = start_and_wait(&homes[0], &client, blocks, &mut nodes)?;
     stop(&mut nodes)?;
     let mib = dir_bytes(&homes[0].data_dir()) as f64 / (1024.0 * 1024.0);
-    eprintln!("restart: {again:.3} s at height {blocks} (data {mib:.0} MiB)");
-    Ok((again, mib))
+    let store = crate::store::Store::open(&homes[0].data_dir().join("blockstore.db"))?;
+    let kinds = json!(store.usage_mib()?);
+    eprintln!("restart: {again:.3} s at height {blocks} (data {mib:.0} MiB on disk; {kinds})");
+    Ok((again, mib, kinds))
 }
 
 /// Spawns the node and waits until its RPC reports `target`; returns the seconds taken.
@@ -109,7 +112,8 @@ fn stop(nodes: &mut Children) -> Result<()> {
     Ok(())
 }
 
-fn dir_bytes(dir: &std::path::Path) -> u64 {
+/// Bytes of every file under `dir`.
+pub(crate) fn dir_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -144,8 +148,8 @@ pub fn run(spec: RestartBenchSpec) -> Result<()> {
         bail!("need 0 < --short ≤ --long and --txs ≥ 1");
     }
     let fsync = fsync_ms(&std::env::temp_dir())?;
-    let (short_s, short_mib) = measure(&spec, spec.short, spec.base_port)?;
-    let (long_s, long_mib) = measure(&spec, spec.long, spec.base_port + 10)?;
+    let (short_s, short_mib, _) = measure(&spec, spec.short, spec.base_port)?;
+    let (long_s, long_mib, long_kinds) = measure(&spec, spec.long, spec.base_port + 10)?;
     let report = json!({
         "short_chain_heights": spec.short,
         "long_chain_heights": spec.long,
@@ -155,6 +159,7 @@ pub fn run(spec: RestartBenchSpec) -> Result<()> {
         "long_over_short": long_s / short_s,
         "data_short_mib": short_mib,
         "data_long_mib": long_mib,
+        "store_long_mib_by_kind": long_kinds,
         "fsync_ms_p50": fsync,
         "restart_long_in_fsyncs": long_s * 1e3 / fsync,
     });

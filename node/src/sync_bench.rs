@@ -102,6 +102,10 @@ pub(crate) fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<
         exec_s += t.elapsed().as_secs_f64();
         let t = Instant::now();
         chain.store_applied(&store, &block, &commit, &applied, false)?;
+        if h.is_multiple_of(1000) {
+            // As the node's pruner would have, with the default state_versions.
+            crate::pruner::prune_once(&store, &crate::config::StorageConfig::default())?;
+        }
         store_s += t.elapsed().as_secs_f64();
         if h.is_multiple_of(1000) || h == blocks {
             let per = |s: f64| s * 1e3 / h as f64;

@@ -268,6 +268,11 @@ fn bench_commits_what_it_offers_and_writes_its_figures() {
         "100",
         "--base-port",
         "28400",
+        "--full-node",
+        "--retain-blocks",
+        "20",
+        "--sample-s",
+        "1",
         "--json",
         json.to_str().unwrap(),
     ]);
@@ -296,4 +301,12 @@ fn bench_commits_what_it_offers_and_writes_its_figures() {
         report["empty_blocks_per_s"].as_f64().unwrap() > 1.0,
         "{report}"
     );
+    // A sample a second: the height, five data directories (four validators and the full
+    // node), and the full node's index, which keeps up with this light load.
+    let samples = report["samples"].as_array().unwrap();
+    assert!(samples.len() >= 4, "{report}");
+    let last = samples.last().unwrap();
+    assert_eq!(last["disk_mib"].as_array().unwrap().len(), 5, "{report}");
+    assert!(last["full_node_indexed"].as_u64().unwrap() > 0, "{report}");
+    assert!(last["full_node_index_lag"].as_u64().unwrap() < 20, "{report}");
 }

@@ -104,6 +104,14 @@ fn queries_at_a_height_prove_pruning_frees_old_heights_and_a_restart_replays_not
         .verify(&app_hash_of_header(&net, tx_height), &key, None)
         .unwrap();
 
+    // The CLI checks the same against the latest header and its commit.
+    let out = basalt(&["query", "account", &to.to_hex(), "--prove", "--node", &net.rpc_addr(0)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["account"]["balance"], "4242", "{v}");
+    assert_eq!(v["exists"], true, "{v}");
+    assert!(v["verified"]["signed_power"].as_str().unwrap() != "0", "{v}");
+
     // Pruning: after 20 more blocks the oldest are gone with a clear error, and so are
     // state versions older than 5.
     let tip = net.wait_height(0, tx_height + 30, MINUTE);

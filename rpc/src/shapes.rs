@@ -36,6 +36,36 @@ pub fn rfc3339(t: Timestamp) -> String {
     )
 }
 
+/// The inverse of [`rfc3339`]: `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (UTC only).
+pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+    let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    if d.len() != 3 || t.len() != 3 || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
+    // Days from civil (Howard Hinnant), the inverse of the calendar code above.
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let nanos: u32 = format!("{frac:0<9}").parse().ok()?;
+    Some(Timestamp {
+        seconds: days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2],
+        nanos,
+    })
+}
+
 pub fn pub_key(k: &PublicKey) -> Value {
     json!({"type": "tendermint/PubKeyEd25519", "value": b64(&k.to_bytes())})
 }
@@ -266,6 +296,22 @@ mod tests {
         assert_eq!(json["value"]["vote_a"]["type"], 2);
         assert_eq!(parse_evidence(&json).unwrap(), ev);
         assert!(parse_evidence(&json!({"value": {}})).is_err());
+    }
+
+    #[test]
+    fn rfc3339_times_parse_back() {
+        for t in [
+            Timestamp { seconds: 0, nanos: 0 },
+            Timestamp { seconds: 1_795_581_151, nanos: 250_000_000 },
+            Timestamp { seconds: 951_782_400, nanos: 7 },
+        ] {
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        }
+        assert_eq!(
+            parse_rfc3339("2026-01-01T00:00:00Z").map(|t| t.nanos),
+            Some(0)
+        );
+        assert_eq!(parse_rfc3339("2026-01-01 00:00:00"), None);
     }
 
     #[test]

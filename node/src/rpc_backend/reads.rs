@@ -377,7 +377,9 @@ impl ReadView<'_> {
     }
     fn blockchain(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
         let last = self.last_height();
-        let first = self.genesis.initial_height;
+        // CometBFT clamps the range to the store's base (its earliest unpruned block).
+        let first = (self.store.earliest_height().map_err(internal)?)
+            .unwrap_or(self.genesis.initial_height);
         let max = param_u64(params, "maxHeight")?
             .filter(|h| *h > 0)
             .unwrap_or(last)

@@ -6,6 +6,7 @@
 //! one flush: one durable write per block, never one per transaction, and never a block
 //! without its results (or the reverse) after a crash.
 
+mod cache;
 mod prune;
 mod state;
 
@@ -28,6 +29,10 @@ const META: u8 = b'M';
 const VALSET: u8 = b'V';
 const INDEX: u8 = b'I';
 const BLOCK_BY_ID: u8 = b'H';
+
+/// Bytes of latest state kept in memory in front of sled (accounts, Merkle buckets and
+/// nodes): all of it for 100,000 accounts, the recently used part for more.
+const STATE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The layout this node reads and writes. 1: the layout before the version was recorded
 /// (state rebuilt by replaying blocks); 2: versioned state in the store.
@@ -54,6 +59,8 @@ pub enum StoreError {
         expected: u32,
         advice: &'static str,
     },
+    #[error("height {height} is not available, lowest height is {earliest}")]
+    Pruned { height: u64, earliest: u64 },
     #[error("the data directory belongs to chain {found:?} (genesis {found_hash}), not to {expected:?} (genesis {expected_hash}); use a fresh --home for this chain")]
     OtherChain {
         found: String,
@@ -179,6 +186,8 @@ pub struct Decided<'a> {
 #[derive(Clone)]
 pub struct Store {
     db: std::sync::Arc<dyn Kv>,
+    /// The latest state's recently used keys (shared by the clones of this store).
+    cache: std::sync::Arc<cache::StateCache>,
     /// Whether committed transactions are indexed for `tx` and `tx_search` (CometBFT's
     /// `tx_index.indexer = "kv"`). Off (`"null"`), a block costs a handful of writes instead
     /// of two or more per transaction: what a validator that serves no queries wants.
@@ -294,6 +303,7 @@ impl Store {
     pub fn on(db: std::sync::Arc<dyn Kv>) -> Store {
         Store {
             db,
+            cache: std::sync::Arc::new(cache::StateCache::new(STATE_CACHE_BYTES)),
             index_txs: true,
         }
     }
@@ -421,12 +431,17 @@ impl Store {
         Ok(self.txs(&[*hash])?.pop().map(|(_, r)| r))
     }
 
-    /// The indexed transactions among `hashes`, in the given order (unknown ones left out).
+    /// The indexed transactions among `hashes`, in the given order (unknown ones left out,
+    /// and so are those of pruned blocks: the indexer may write an entry for a block the
+    /// pruner is deleting at the same moment).
     pub fn txs(&self, hashes: &[Hash]) -> Result<Vec<(Hash, TxRecord)>, StoreError> {
+        let earliest = self.earliest_height()?.unwrap_or(0);
         let mut located = Vec::with_capacity(hashes.len());
         for hash in hashes {
             if let Some(at) = self.get::<TxLocation>(&prefixed(TX, hash.as_bytes()))? {
-                located.push((*hash, at));
+                if at.height >= earliest {
+                    located.push((*hash, at));
+                }
             }
         }
         self.records(located)
@@ -499,14 +514,35 @@ impl Store {
         let (block, commit, results) = (d.block, d.commit, d.results);
         let h = block.header.height.0;
         let mut batch = KvBatch::default();
-        state::put_state(&mut batch, h, d.state, d.meta, false);
+        self.put_state(&mut batch, h, d.state, d.meta, false)?;
         batch.insert(key(VALSET, h + 2), enc(&d.meta.schedule.next));
         put_pieces(&mut batch, BLOCK, h, &enc(block));
         batch.insert(prefixed(BLOCK_BY_ID, block.id().0.as_bytes()), enc(&h));
         batch.insert(key(COMMIT, h), enc(commit));
         put_pieces(&mut batch, RESULTS, h, &enc(results));
         self.db.apply(batch)?;
+        self.cache.write_through(d.state);
         Ok(())
+    }
+
+    /// MiB held per kind of record (by key prefix), for benchmarks and operators.
+    pub fn usage_mib(&self) -> Result<BTreeMap<String, f64>, StoreError> {
+        let name = |b: u8| match b {
+            BLOCK => "blocks",
+            COMMIT => "commits",
+            RESULTS => "results",
+            TX | INDEX => "tx index",
+            BLOCK_BY_ID => "block ids",
+            VALSET => "validator sets",
+            state::LATEST => "state (latest)",
+            state::UNDO => "state history",
+            _ => "other",
+        };
+        let mut out = BTreeMap::new();
+        for (b, (_, bytes)) in self.db.usage()? {
+            *out.entry(name(b).to_string()).or_insert(0.0) += bytes as f64 / 1048576.0;
+        }
+        Ok(out)
     }
 
     /// The last height the transaction index covers (0 before any).
@@ -626,187 +662,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use basalt_types::{BlockId, Header, Height, Round, Timestamp};
-
-    fn block(h: u64) -> Block {
-        Block {
-            header: Header {
-                chain_id: "c".into(),
-                height: Height(h),
-                time: Timestamp::default(),
-                last_block_id: None,
-                last_commit_hash: Hash::default(),
-                data_hash: Hash::default(),
-                validators_hash: Hash::default(),
-                next_validators_hash: Hash::default(),
-                consensus_hash: Hash::default(),
-                app_hash: Hash::default(),
-                last_results_hash: Hash::default(),
-                evidence_hash: Hash::default(),
-                proposer_address: basalt_types::Address([0; 20]),
-            },
-            txs: vec![vec![h as u8]],
-            evidence: vec![],
-            last_commit: None,
-        }
-    }
-
-    /// Saves `b` with an empty commit and one outcome per transaction, scheduling a
-    /// one-validator set.
-    fn save(s: &Store, b: &Block, outcomes: Vec<TxOutcome>) {
-        let h = b.header.height;
-        let c = Commit {
-            height: h,
-            round: Round(0),
-            block_id: b.id(),
-            signatures: vec![],
-        };
-        let r = BlockResults {
-            height: h.0,
-            txs: outcomes,
-            app_hash: Hash::default(),
-            validator_updates: vec![],
-        };
-        let k = basalt_types::PrivateKey::from_seed([1; 32]).public_key();
-        let set = ValidatorSet::new(vec![basalt_staking::Validator::new(k, 1)]).unwrap();
-        let meta = ChainMeta {
-            schedule: basalt_staking::ValidatorSchedule::genesis(set),
-            last_set: None,
-        };
-        let d = Decided {
-            block: b,
-            commit: &c,
-            results: &r,
-            state: &vec![],
-            meta: &meta,
-        };
-        s.save_block(&d).unwrap();
-        if s.indexes_txs() {
-            s.index_next(1000).unwrap();
-        }
-    }
-
-    #[test]
-    fn blocks_survive_a_reopen_and_the_chain_is_bound_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let g = Hash::digest(b"genesis");
-        {
-            let s = Store::open(dir.path()).unwrap();
-            s.check_chain("c", &g).unwrap();
-            assert_eq!(s.last_height().unwrap(), None);
-            for h in [1u64, 2, 300] {
-                save(&s, &block(h), vec![TxOutcome::default()]);
-            }
-        }
-        let s = Store::open(dir.path()).unwrap();
-        s.check_chain("c", &g).unwrap();
-        assert_eq!(
-            s.last_height().unwrap(),
-            Some(300),
-            "ordered by height, not bytes"
-        );
-        assert_eq!(s.block(2).unwrap().unwrap(), block(2));
-        assert!(s.block(3).unwrap().is_none());
-        // A block bigger than one piece comes back whole, and is found by its id.
-        let mut big = block(500);
-        big.txs = (0..5u8).map(|i| vec![i; 7_000]).collect();
-        save(&s, &big, vec![TxOutcome::default(); 5]);
-        assert!(s.db.scan_prefix(&key(BLOCK, 500)).unwrap().len() > 4);
-        assert_eq!(s.block(500).unwrap().unwrap(), big);
-        assert_eq!(s.height_of(&big.id()).unwrap(), Some(500));
-        assert_eq!(s.commit(300).unwrap().unwrap().block_id, block(300).id());
-        let rec = s.tx(&basalt_runtime::tx_hash(&[2u8])).unwrap().unwrap();
-        assert_eq!(rec.height, 2);
-        assert_eq!(s.height_of(&block(1).id()).unwrap(), Some(1));
-        assert!(
-            s.validator_set(302).unwrap().is_some(),
-            "the set of h+2 is kept"
-        );
-        assert!(s.validator_set(303).unwrap().is_none());
-        assert_eq!(s.height_of(&BlockId(Hash::digest(b"x"))).unwrap(), None);
-        let err = s.check_chain("other", &g).unwrap_err();
-        assert!(err.to_string().contains("belongs to chain \"c\""), "{err}");
-    }
-
-    #[test]
-    fn the_index_groups_a_block_by_attribute_and_answers_hash_and_height_without_entries() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        let outcome = |to: &str| TxOutcome {
-            code: 0,
-            log: String::new(),
-            events: vec![(
-                "transfer".into(),
-                vec![
-                    ("recipient".into(), to.into()),
-                    ("amount".into(), "1".into()),
-                ],
-            )],
-        };
-        let mut all = Vec::new();
-        for h in 1..=3u64 {
-            let mut b = block(h);
-            b.txs = (0..4u8).map(|i| vec![h as u8, i]).collect();
-            let to = |i: u8| if i.is_multiple_of(2) { "A" } else { "B" };
-            save(&s, &b, (0..4u8).map(|i| outcome(to(i))).collect());
-            all.extend(b.txs.iter().map(|t| basalt_runtime::tx_hash(t)));
-        }
-        // One key per (attribute, value, block): 3 blocks × (2 recipients + 1 amount).
-        assert_eq!(s.db.scan_prefix(&[INDEX]).unwrap().len(), 9);
-        let to_a: Vec<Hash> = all.iter().copied().step_by(2).collect();
-        assert_eq!(
-            s.txs_with("transfer.recipient", "A").unwrap(),
-            to_a,
-            "chain order"
-        );
-        assert_eq!(s.txs_with("transfer.amount", "1").unwrap(), all);
-        assert!(s.txs_with("transfer.amount", "10").unwrap().is_empty());
-        assert_eq!(s.txs_with("tx.height", "2").unwrap(), all[4..8].to_vec());
-        assert!(s.txs_with("tx.height", "9").unwrap().is_empty());
-        let h = all[5];
-        assert_eq!(s.txs_with("tx.hash", &h.to_hex()).unwrap(), vec![h]);
-        // Records are rebuilt from the block and its results.
-        let rec = s.tx(&h).unwrap().unwrap();
-        assert_eq!((rec.height, rec.index, rec.tx.clone()), (2, 1, vec![2, 1]));
-        assert_eq!(rec.events, outcome("B").events);
-        let listed: Vec<Hash> = s.all_txs().unwrap().into_iter().map(|(h, _)| h).collect();
-        assert_eq!(listed, all, "every transaction, in chain order");
-        let some = s.txs(&[all[7], Hash::digest(b"unknown"), all[0]]).unwrap();
-        assert_eq!(
-            some.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
-            vec![all[7], all[0]]
-        );
-        assert_eq!(
-            s.txs_with("tx.hash", &h.to_hex().to_lowercase()).unwrap(),
-            vec![h]
-        );
-        assert!(s.txs_with("tx.hash", "00").unwrap().is_empty());
-        assert!(s
-            .txs_with("tx.hash", &Hash::digest(b"no").to_hex())
-            .unwrap()
-            .is_empty());
-    }
-
-    #[test]
-    fn without_the_index_a_block_writes_no_transaction_records_but_keeps_its_results() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap().without_tx_index();
-        assert!(!s.indexes_txs());
-        let mut b = block(1);
-        b.txs = vec![vec![1], vec![2]];
-        let failed = TxOutcome {
-            code: 5,
-            log: "insufficient funds".into(),
-            events: vec![],
-        };
-        save(&s, &b, vec![TxOutcome::default(), failed.clone()]);
-        assert_eq!(s.db.scan_prefix(&[TX]).unwrap().len(), 0);
-        assert_eq!(s.db.scan_prefix(&[INDEX]).unwrap().len(), 0);
-        assert!(s.tx(&basalt_runtime::tx_hash(&[2u8])).unwrap().is_none());
-        let r = s.results(1).unwrap().unwrap();
-        assert_eq!(r.txs[1], failed);
-        assert_eq!(s.block(1).unwrap().unwrap(), b);
-    }
-}
+mod tests;

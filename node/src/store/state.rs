@@ -1,22 +1,24 @@
-//! The chain state in the block store's key space, versioned by height.
+//! The chain state in the block store's key space: the latest values, and for each retained
+//! height what it overwrote.
 //!
-//! `S len key height` holds the value `key` took at `height` (a one-byte tag, then the
-//! bytes; tag 0 is a deletion); the state as of height h answers each key with its newest
-//! version at or below h, one reverse range read. A block's state writes go into the same
-//! atomic batch as the block, with `W height` listing the keys it wrote (what pruning needs)
-//! and `M state` the version the state is at, so a crash leaves the state and the chain at
-//! the same height. `M chainmeta` holds what the node's chain needs beyond the runtime's
-//! state: the validator schedule of the next two heights and the last height's set.
+//! `L key` holds a key's latest value: the runtime's reads are one lookup in a compact part
+//! of the tree (and usually a hit in the [`super::cache::StateCache`] in front of it). `U height key`
+//! holds what `key` was before `height` wrote it (a one-byte tag, then the bytes; tag 0:
+//! absent). The state as of height h answers a key with the first undo record above h, or
+//! with its latest value when no later height changed it. Undo records of one height are
+//! adjacent and written in height order, so writing them appends to the end of the tree
+//! and pruning a height deletes one contiguous range. A block's state writes go into the
+//! same atomic batch as the block, with `M state` (the height the state is at) and `M
+//! chainmeta` (the validator schedule of the next two heights and the last height's set),
+//! so a crash leaves the state and the chain at the same height.
 
 use super::{enc, prefixed, KvBatch, Store, StoreError, META};
-use crate::kv::Kv;
 use basalt_runtime::{StateChanges, StateError, StateStore};
 use basalt_staking::{ValidatorSchedule, ValidatorSet};
 use borsh::{BorshDeserialize, BorshSerialize};
-use std::sync::Arc;
 
-pub(super) const STATE: u8 = b'S';
-pub(super) const WRITES: u8 = b'W';
+pub(super) const LATEST: u8 = b'L';
+pub(super) const UNDO: u8 = b'U';
 
 /// The node's chain beyond the runtime's state, stored with every block.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -27,102 +29,138 @@ pub struct ChainMeta {
     pub last_set: Option<ValidatorSet>,
 }
 
-/// `S len key`: the prefix of every version of `key`.
-fn versions_prefix(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 10);
-    k.push(STATE);
-    k.push(key.len() as u8);
+fn undo_prefix(height: u64) -> [u8; 9] {
+    super::key(UNDO, height)
+}
+
+fn undo_key(height: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = undo_prefix(height).to_vec();
     k.extend_from_slice(key);
     k
 }
 
-fn version_key(key: &[u8], height: u64) -> Vec<u8> {
-    let mut k = versions_prefix(key);
-    k.extend_from_slice(&height.to_be_bytes());
-    k
+fn tagged(value: Option<&[u8]>) -> Vec<u8> {
+    match value {
+        Some(v) => {
+            let mut t = Vec::with_capacity(v.len() + 1);
+            t.push(1);
+            t.extend_from_slice(v);
+            t
+        }
+        None => vec![0],
+    }
 }
 
-/// The runtime's view of the stored state as of one height (`u64::MAX`: the latest).
+fn untagged(k: &[u8], mut v: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+    match v.first() {
+        Some(1) => Ok(Some(v.split_off(1))),
+        Some(0) => Ok(None),
+        _ => Err(StoreError::Corrupt {
+            key: hex::encode(k),
+            reason: "an undo record with no tag".into(),
+        }),
+    }
+}
+
+/// The runtime's view of the stored state as of one height (`u64::MAX`: the latest, read
+/// through the store's cache).
 #[derive(Clone)]
 pub struct StoredState {
-    db: Arc<dyn Kv>,
+    store: Store,
     height: u64,
 }
 
 impl StoredState {
-    /// The newest version of `key` at or below this view's height, with its height.
-    pub fn versioned(&self, key: &[u8]) -> Result<Option<(u64, Option<Vec<u8>>)>, StoreError> {
-        let found = self
-            .db
-            .last_in(&version_key(key, 0), &version_key(key, self.height))?;
-        let Some((k, mut v)) = found else {
-            return Ok(None);
-        };
-        let mut h = [0u8; 8];
-        h.copy_from_slice(&k[k.len() - 8..]);
-        let value = match v.first() {
-            Some(1) => Some(v.split_off(1)),
-            Some(0) => None,
-            _ => {
-                return Err(StoreError::Corrupt {
-                    key: hex::encode(&k),
-                    reason: "a state version with no tag".into(),
-                })
+    fn latest(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.store.cache.get(key) {
+            return Ok(v);
+        }
+        let v = self.store.db.get(&prefixed(LATEST, key))?;
+        self.store.cache.insert(key.to_vec(), v.clone());
+        Ok(v)
+    }
+
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.height == u64::MAX {
+            return self.latest(key);
+        }
+        loop {
+            let top = self.store.state_height()?.unwrap_or(0);
+            let value = match self.undone(key, top)? {
+                Some(v) => v,
+                None => self.latest(key)?,
+            };
+            // A block stored during the read may have changed the latest value: read again.
+            if self.store.state_height()?.unwrap_or(0) != top {
+                continue;
             }
-        };
-        Ok(Some((u64::from_be_bytes(h), value)))
+            // Pruned under this read: what it found may be another height's.
+            let earliest = self.store.earliest_state()?;
+            if self.height < earliest {
+                return Err(StoreError::Pruned {
+                    height: self.height,
+                    earliest,
+                });
+            }
+            return Ok(value);
+        }
+    }
+
+    /// What `key` was at this view's height according to the first undo record above it
+    /// (up to `top`); `None` when no later height changed it.
+    fn undone(&self, key: &[u8], top: u64) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        for h in self.height.saturating_add(1)..=top {
+            let k = undo_key(h, key);
+            if let Some(v) = self.store.db.get(&k)? {
+                return untagged(&k, v).map(Some);
+            }
+        }
+        Ok(None)
     }
 }
 
 impl StateStore for StoredState {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        self.versioned(key)
-            .map(|v| v.and_then(|(_, value)| value))
-            .map_err(|e| StateError(e.to_string()))
+        self.read(key).map_err(|e| StateError(e.to_string()))
     }
-}
-
-/// Adds the state writes of `height` to `batch`, with the list of keys written (`W`, in
-/// pieces) unless `first` (the genesis state supersedes nothing).
-pub(super) fn put_state(
-    batch: &mut KvBatch,
-    height: u64,
-    changes: &StateChanges,
-    meta: &ChainMeta,
-    first: bool,
-) {
-    let mut written = Vec::with_capacity(changes.len());
-    for (key, value) in changes {
-        let v = match value {
-            Some(v) => {
-                let mut tagged = Vec::with_capacity(v.len() + 1);
-                tagged.push(1);
-                tagged.extend_from_slice(v);
-                tagged
-            }
-            None => vec![0],
-        };
-        batch.insert(version_key(key, height), v);
-        written.push(key.clone());
-    }
-    if !first {
-        super::put_pieces(batch, WRITES, height, &enc(&written));
-    }
-    batch.insert(prefixed(META, b"state"), height.to_be_bytes());
-    batch.insert(prefixed(META, b"chainmeta"), enc(meta));
 }
 
 impl Store {
-    /// The state as of `height` (for queries and proofs; pruned versions read as absent,
-    /// see [`Store::earliest_state`]).
+    /// Adds the state writes of `height` to `batch`: the latest values, and unless `first`
+    /// (the genesis state overwrites nothing) what each one overwrote.
+    pub(super) fn put_state(
+        &self,
+        batch: &mut KvBatch,
+        height: u64,
+        changes: &StateChanges,
+        meta: &ChainMeta,
+        first: bool,
+    ) -> Result<(), StoreError> {
+        let latest = self.latest_state();
+        for (key, value) in changes {
+            if !first {
+                batch.insert(undo_key(height, key), tagged(latest.latest(key)?.as_deref()));
+            }
+            match value {
+                Some(v) => batch.insert(prefixed(LATEST, key), v.clone()),
+                None => batch.remove(prefixed(LATEST, key)),
+            }
+        }
+        batch.insert(prefixed(META, b"state"), height.to_be_bytes());
+        batch.insert(prefixed(META, b"chainmeta"), enc(meta));
+        Ok(())
+    }
+
+    /// The state as of `height` (for queries and proofs; a height below
+    /// [`Store::earliest_state`] reads as an error).
     pub fn state_at(&self, height: u64) -> StoredState {
         StoredState {
-            db: self.db.clone(),
+            store: self.clone(),
             height,
         }
     }
 
-    /// The latest stored state, what the node's runtime reads.
+    /// The latest stored state, what the node's runtime reads (through the cache).
     pub fn latest_state(&self) -> StoredState {
         self.state_at(u64::MAX)
     }
@@ -154,23 +192,18 @@ impl Store {
         meta: &ChainMeta,
     ) -> Result<(), StoreError> {
         let mut batch = KvBatch::default();
-        put_state(&mut batch, height, changes, meta, true);
-        batch.insert(
-            super::key(super::VALSET, height + 1),
-            enc(&meta.schedule.current),
-        );
-        batch.insert(
-            super::key(super::VALSET, height + 2),
-            enc(&meta.schedule.next),
-        );
+        self.put_state(&mut batch, height, changes, meta, true)?;
+        batch.insert(super::key(super::VALSET, height + 1), enc(&meta.schedule.current));
+        batch.insert(super::key(super::VALSET, height + 2), enc(&meta.schedule.next));
         self.db.apply(batch)?;
+        self.cache.write_through(changes);
         self.db.flush()?;
         Ok(())
     }
 
-    /// Deletes the state versions that no query at `keep_from` or above can need: for each
-    /// height h ≤ `keep_from` not yet pruned (at most `max_heights` of them), the versions
-    /// that the keys written at h superseded. Returns the last height pruned, if any.
+    /// Deletes the undo records no query at `keep_from` or above needs (those of heights up
+    /// to `keep_from`), at most `max_heights` heights of them. Returns the last height
+    /// pruned, if any.
     pub fn prune_state(&self, keep_from: u64, max_heights: u64) -> Result<Option<u64>, StoreError> {
         let mark = prefixed(META, b"state_pruned");
         let from: u64 = self.get(&mark)?.unwrap_or(0);
@@ -179,17 +212,10 @@ impl Store {
             return Ok(None);
         }
         let mut batch = KvBatch::default();
-        for h in from.max(1)..=to {
-            let written: Vec<Vec<u8>> = self.get_pieces(WRITES, h)?.unwrap_or_default();
-            for key in written {
-                let older = self
-                    .db
-                    .last_in(&version_key(&key, 0), &version_key(&key, h - 1))?;
-                if let Some((old, _)) = older {
-                    batch.remove(old);
-                }
+        for h in from..=to {
+            for (k, _) in self.db.scan_prefix(&undo_prefix(h))? {
+                batch.remove(k);
             }
-            super::remove_pieces(&*self.db, &mut batch, WRITES, h)?;
         }
         batch.insert(mark, enc(&(to + 1)));
         self.db.apply(batch)?;

@@ -86,7 +86,7 @@ impl SimNode {
         self.role == Role::Honest
     }
 
-    /// Boots the node as `basalt start` does: the store, the chain re-executed from it, the
+    /// Boots the node as `basalt start` does: the store, the chain loaded from it, the
     /// evidence pool, the signer and what the WAL held. Returns the WAL records to replay
     /// and whether a torn tail was cut.
     pub fn boot(&mut self, shared: &Shared) -> (Vec<WalRecord>, bool) {
