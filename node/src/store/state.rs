@@ -2,12 +2,15 @@
 //! height what it overwrote.
 //!
 //! `L key` holds a key's latest value: the runtime's reads are one lookup in a compact part
-//! of the tree (and usually a hit in the [`super::cache::StateCache`] in front of it). `U height key`
-//! holds what `key` was before `height` wrote it (a one-byte tag, then the bytes; tag 0:
-//! absent). The state as of height h answers a key with the first undo record above h, or
-//! with its latest value when no later height changed it. Undo records of one height are
-//! adjacent and written in height order, so writing them appends to the end of the tree
-//! and pruning a height deletes one contiguous range. A block's state writes go into the
+//! of the tree (and usually a hit in the [`super::cache::StateCache`] in front of it). The
+//! undo record of a height says what each key it wrote was before (a one-byte tag, then
+//! the bytes; tag 0: absent), sorted by key and cut into pieces of about [`UNDO_PIECE`]
+//! bytes stored under `U height first-key`: a block costs a few dozen inserts for its
+//! history however many keys it wrote (one insert per key doubled the cost of storing a
+//! block), written at the end of the tree in height order, and pruning a height deletes
+//! one contiguous range. The state as of height h answers a key with the first undo entry
+//! above h (one reverse range read and a binary search per height walked), or with its
+//! latest value when no later height changed it. A block's state writes go into the
 //! same atomic batch as the block, with `M state` (the height the state is at) and `M
 //! chainmeta` (the validator schedule of the next two heights and the last height's set),
 //! so a crash leaves the state and the chain at the same height.
@@ -32,6 +35,12 @@ pub struct ChainMeta {
 fn undo_prefix(height: u64) -> [u8; 9] {
     super::key(UNDO, height)
 }
+
+/// Bytes of undo entries per piece.
+const UNDO_PIECE: usize = 8 * 1024;
+
+/// One piece of a height's undo record: (key, tagged previous value), sorted by key.
+type UndoPiece = Vec<(Vec<u8>, Vec<u8>)>;
 
 fn undo_key(height: u64, key: &[u8]) -> Vec<u8> {
     let mut k = undo_prefix(height).to_vec();
@@ -110,9 +119,15 @@ impl StoredState {
     /// (up to `top`); `None` when no later height changed it.
     fn undone(&self, key: &[u8], top: u64) -> Result<Option<Option<Vec<u8>>>, StoreError> {
         for h in self.height.saturating_add(1)..=top {
-            let k = undo_key(h, key);
-            if let Some(v) = self.store.db.get(&k)? {
-                return untagged(&k, v).map(Some);
+            let piece = self
+                .store
+                .db
+                .last_in(&undo_prefix(h), &undo_key(h, key))?;
+            let Some((k, v)) = piece else { continue };
+            let mut entries: UndoPiece = super::decode(&k, &v)?;
+            if let Ok(at) = entries.binary_search_by(|(e, _)| e.as_slice().cmp(key)) {
+                let (_, old) = entries.swap_remove(at);
+                return untagged(&k, old).map(Some);
             }
         }
         Ok(None)
@@ -137,14 +152,28 @@ impl Store {
         first: bool,
     ) -> Result<(), StoreError> {
         let latest = self.latest_state();
-        for (key, value) in changes {
+        let mut piece: UndoPiece = Vec::new();
+        let mut piece_bytes = 0;
+        // Pieces are found by their first key: the entries go in key order.
+        let mut sorted: Vec<&(Vec<u8>, Option<Vec<u8>>)> = changes.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, value) in sorted {
             if !first {
-                batch.insert(undo_key(height, key), tagged(latest.latest(key)?.as_deref()));
+                let old = tagged(latest.latest(key)?.as_deref());
+                piece_bytes += key.len() + old.len() + 8;
+                piece.push((key.clone(), old));
+                if piece_bytes >= UNDO_PIECE {
+                    batch.insert(undo_key(height, &piece[0].0), enc(&piece));
+                    (piece, piece_bytes) = (Vec::new(), 0);
+                }
             }
             match value {
                 Some(v) => batch.insert(prefixed(LATEST, key), v.clone()),
                 None => batch.remove(prefixed(LATEST, key)),
             }
+        }
+        if let Some((first_key, _)) = piece.first() {
+            batch.insert(undo_key(height, first_key), enc(&piece));
         }
         batch.insert(prefixed(META, b"state"), height.to_be_bytes());
         batch.insert(prefixed(META, b"chainmeta"), enc(meta));

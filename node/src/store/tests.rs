@@ -292,3 +292,29 @@ fn pruning_state_keeps_every_version_a_retained_height_reads() {
     let err = s.state_at(3).get(b"k").unwrap_err();
     assert!(err.to_string().contains("not available, lowest height is 6"), "{err}");
 }
+
+#[test]
+fn a_height_that_wrote_many_keys_reads_back_through_its_undo_pieces() {
+    use basalt_runtime::StateStore;
+    let s = Store::in_memory(&MemKv::default());
+    let key = |i: u32| format!("key-{i:05}").into_bytes();
+    let value = |h: u64, i: u32| Some(format!("{h}:{i}").into_bytes());
+    for h in 1..=3u64 {
+        // Every key at 1 and 2 (2,000 keys: many pieces), every third one at 3.
+        let state: StateChanges = (0..2000u32)
+            .filter(|i| h < 3 || i % 3 == 0)
+            .map(|i| (key(i), value(h, i)))
+            .collect();
+        save_with(&s, &block(h), vec![TxOutcome::default()], state);
+    }
+    assert!(s.db.scan_prefix(&super::key(b'U', 2)).unwrap().len() > 5, "pieces");
+    for i in (0..2000u32).step_by(7) {
+        let at = |h: u64| s.state_at(h).get(&key(i)).unwrap();
+        assert_eq!(at(1), value(1, i), "key {i} at 1");
+        assert_eq!(at(2), value(2, i), "key {i} at 2");
+        let now = if i % 3 == 0 { value(3, i) } else { value(2, i) };
+        assert_eq!(at(3), now, "key {i} at 3");
+        assert_eq!(s.latest_state().get(&key(i)).unwrap(), now);
+        assert_eq!(s.state_at(0).get(&key(i)).unwrap(), None, "before any block");
+    }
+}
