@@ -23,8 +23,8 @@ pub enum ChainError {
     },
     #[error("stored block {height} is missing")]
     MissingBlock { height: u64 },
-    #[error("the stored state is at height {state} but the last stored block is {block:?}: the data directory is inconsistent")]
-    StateHeight { state: u64, block: Option<u64> },
+    #[error("the stored state is at height {state} but the last stored block is {block}: the data directory is inconsistent")]
+    StateHeight { state: String, block: String },
     #[error("the stored state of height {height} has app hash {state} but the block's results say {results}: the data directory is corrupt")]
     StoredAppHash {
         height: u64,
@@ -106,14 +106,17 @@ impl Chain {
             (Some(state), Some(meta)) => {
                 let expected = last.unwrap_or(genesis.initial_height - 1);
                 if state != expected {
-                    return Err(ChainError::StateHeight { state, block: last });
+                    return Err(ChainError::StateHeight {
+                        state: state.to_string(),
+                        block: last.map_or("none".into(), |h| h.to_string()),
+                    });
                 }
                 meta
             }
-            _ if last.is_some() => {
+            (_, _) if last.is_some() => {
                 return Err(ChainError::StateHeight {
-                    state: 0,
-                    block: last,
+                    state: "missing".into(),
+                    block: last.map_or("none".into(), |h| h.to_string()),
                 })
             }
             _ => {
@@ -140,14 +143,10 @@ impl Chain {
             consensus_hash,
         };
         if let Some(h) = last {
-            let missing = ChainError::MissingBlock { height: h };
-            let block = store.block(h)?.ok_or(missing)?;
-            let commit = store
-                .commit(h)?
-                .ok_or(ChainError::MissingBlock { height: h })?;
-            let results = store
-                .results(h)?
-                .ok_or(ChainError::MissingBlock { height: h })?;
+            let missing = || ChainError::MissingBlock { height: h };
+            let block = store.block(h)?.ok_or_else(missing)?;
+            let commit = store.commit(h)?.ok_or_else(missing)?;
+            let results = store.results(h)?.ok_or_else(missing)?;
             if results.app_hash != chain.runtime.app_hash() {
                 return Err(ChainError::StoredAppHash {
                     height: h,

@@ -34,7 +34,11 @@ fn number(v: &Value, what: &str) -> Result<u64> {
 
 fn hash(v: &Value, what: &str) -> Result<Hash> {
     let bytes = hex::decode(text(v, what)?).with_context(|| format!("{what} is not hex"))?;
-    Ok(Hash(bytes.try_into().map_err(|_| anyhow!("{what} is not 32 bytes"))?))
+    Ok(Hash(
+        bytes
+            .try_into()
+            .map_err(|_| anyhow!("{what} is not 32 bytes"))?,
+    ))
 }
 
 fn b64(v: &Value, what: &str) -> Result<Vec<u8>> {
@@ -111,7 +115,10 @@ fn validator_set(client: &Client, height: u64) -> Result<ValidatorSet> {
                 .try_into()
                 .map_err(|_| anyhow!("a public key is not 32 bytes"))?;
             let key = PublicKey::from_bytes(&key).map_err(|e| anyhow!("public key: {e}"))?;
-            validators.push(Validator::new(key, number(&v["voting_power"], "voting_power")?));
+            validators.push(Validator::new(
+                key,
+                number(&v["voting_power"], "voting_power")?,
+            ));
         }
         if list.is_empty() || validators.len() as u64 >= number(&r["total"], "total")? {
             break;
@@ -164,7 +171,9 @@ pub fn prove_account(client: &Client, addr: Address) -> Result<Value> {
     proof
         .proof
         .verify(&header.app_hash, &key, proof.value.as_deref())
-        .map_err(|e| anyhow!("the proof does not verify against header {latest}'s app hash: {e}"))?;
+        .map_err(|e| {
+            anyhow!("the proof does not verify against header {latest}'s app hash: {e}")
+        })?;
     let account: Account = match &proof.value {
         Some(v) => borsh::from_slice(v).context("the proven account does not decode")?,
         None => Account::default(),
@@ -222,7 +231,10 @@ mod tests {
         assert_eq!(back.id(), header.id());
         let mut first = header.clone();
         first.last_block_id = None;
-        assert_eq!(header_from_json(&basalt_rpc::shapes::header(&first)).unwrap(), first);
+        assert_eq!(
+            header_from_json(&basalt_rpc::shapes::header(&first)).unwrap(),
+            first
+        );
         let mut bad = json.clone();
         bad["app_hash"] = json!("zz");
         assert!(header_from_json(&bad).is_err());

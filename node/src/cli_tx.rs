@@ -179,7 +179,10 @@ pub fn run_tx(cmd: TxCommand, o: TxOptions) -> Result<()> {
 pub fn run_query(what: QueryCommand, node: &str) -> Result<()> {
     let client = Client::new(node);
     let path = match &what {
-        QueryCommand::Account { address: a, prove: true } => {
+        QueryCommand::Account {
+            address: a,
+            prove: true,
+        } => {
             let v = crate::cli_prove::prove_account(&client, address(a)?)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(());

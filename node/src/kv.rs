@@ -21,6 +21,9 @@ impl From<sled::Error> for KvError {
 /// Key-value pairs, in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// One key-value pair.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// Writes applied together: all of them or none survive a crash.
 #[derive(Default, Debug, Clone)]
 pub struct KvBatch {
@@ -47,7 +50,7 @@ pub trait Kv: Send + Sync {
     /// The smallest key starting with `prefix`.
     fn scan_prefix_first(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// The entry with the greatest key in `from..=to`.
-    fn last_in(&self, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, KvError>;
+    fn last_in(&self, from: &[u8], to: &[u8]) -> Result<Option<Entry>, KvError>;
     fn apply(&self, batch: KvBatch) -> Result<(), KvError>;
     fn flush(&self) -> Result<(), KvError>;
     /// Entries and bytes (keys and values) per first key byte: what the space holds, by kind.
@@ -93,7 +96,7 @@ impl Kv for SledKv {
             .transpose()?
             .map(|k| k.to_vec()))
     }
-    fn last_in(&self, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, KvError> {
+    fn last_in(&self, from: &[u8], to: &[u8]) -> Result<Option<Entry>, KvError> {
         Ok(self
             .0
             .range(from..=to)
@@ -204,7 +207,7 @@ impl Kv for MemKv {
             .filter(|(k, _)| k.starts_with(prefix))
             .map(|(k, _)| k.clone()))
     }
-    fn last_in(&self, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, KvError> {
+    fn last_in(&self, from: &[u8], to: &[u8]) -> Result<Option<Entry>, KvError> {
         let s = self.state();
         Self::check(&s)?;
         Ok(s.live

@@ -49,7 +49,10 @@ pub enum SyncRequest {
 pub enum SyncResponse {
     /// The last committed height and the lowest one whose block is still stored (the
     /// rest was pruned: ask another peer for it).
-    Status { last_height: u64, earliest_height: u64 },
+    Status {
+        last_height: u64,
+        earliest_height: u64,
+    },
     Blocks(Vec<(Block, Commit)>),
     Catchup(Vec<ConsensusMsg>),
     Evidence(Vec<basalt_types::Evidence>),

@@ -308,5 +308,8 @@ fn bench_commits_what_it_offers_and_writes_its_figures() {
     let last = samples.last().unwrap();
     assert_eq!(last["disk_mib"].as_array().unwrap().len(), 5, "{report}");
     assert!(last["full_node_indexed"].as_u64().unwrap() > 0, "{report}");
-    assert!(last["full_node_index_lag"].as_u64().unwrap() < 20, "{report}");
+    assert!(
+        last["full_node_index_lag"].as_u64().unwrap() < 20,
+        "{report}"
+    );
 }

@@ -24,7 +24,10 @@ fn b64(s: &Value) -> Vec<u8> {
 
 fn app_hash_of_header(net: &Net, h: u64) -> Hash {
     let b = net.block(0, h);
-    let hex = b["block"]["header"]["app_hash"].as_str().unwrap().to_string();
+    let hex = b["block"]["header"]["app_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
     Hash(hex::decode(hex).unwrap().try_into().unwrap())
 }
 
@@ -63,7 +66,10 @@ fn queries_at_a_height_prove_pruning_frees_old_heights_and_a_restart_replays_not
     let path = format!("/account/{}", to.to_hex());
     let q = net
         .client(0)
-        .call("abci_query", json!({"path": path, "height": tx_height.to_string(), "prove": true}))
+        .call(
+            "abci_query",
+            json!({"path": path, "height": tx_height.to_string(), "prove": true}),
+        )
         .unwrap();
     let resp = &q["response"];
     assert_eq!(resp["code"], 0, "{q}");
@@ -94,7 +100,10 @@ fn queries_at_a_height_prove_pruning_frees_old_heights_and_a_restart_replays_not
     // The account before the transfer did not exist: its absence proves too.
     let before = net
         .client(0)
-        .call("abci_query", json!({"path": path, "height": (tx_height - 1).to_string(), "prove": true}))
+        .call(
+            "abci_query",
+            json!({"path": path, "height": (tx_height - 1).to_string(), "prove": true}),
+        )
         .unwrap();
     let data = b64(&before["response"]["proofOps"]["ops"][0]["data"]);
     let absent: StateQueryProof = borsh::from_slice(&data).unwrap();
@@ -105,34 +114,69 @@ fn queries_at_a_height_prove_pruning_frees_old_heights_and_a_restart_replays_not
         .unwrap();
 
     // The CLI checks the same against the latest header and its commit.
-    let out = basalt(&["query", "account", &to.to_hex(), "--prove", "--node", &net.rpc_addr(0)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = basalt(&[
+        "query",
+        "account",
+        &to.to_hex(),
+        "--prove",
+        "--node",
+        &net.rpc_addr(0),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["account"]["balance"], "4242", "{v}");
     assert_eq!(v["exists"], true, "{v}");
-    assert!(v["verified"]["signed_power"].as_str().unwrap() != "0", "{v}");
+    assert!(
+        v["verified"]["signed_power"].as_str().unwrap() != "0",
+        "{v}"
+    );
 
     // Pruning: after 20 more blocks the oldest are gone with a clear error, and so are
     // state versions older than 5.
     let tip = net.wait_height(0, tx_height + 30, MINUTE);
     wait_for("old blocks to be pruned", MINUTE, || {
-        net.client(0)
-            .call("status", json!({}))
-            .is_ok_and(|s| {
-                let e: u64 = s["sync_info"]["earliest_block_height"].as_str().unwrap().parse().unwrap();
-                e + 25 >= tip && e > 1
-            })
+        net.client(0).call("status", json!({})).is_ok_and(|s| {
+            let e: u64 = s["sync_info"]["earliest_block_height"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            e + 25 >= tip && e > 1
+        })
     });
-    let err = net.client(0).call("block", json!({"height": "1"})).unwrap_err();
-    assert!(err.to_string().contains("height 1 is not available, lowest height is"), "{err}");
     let err = net
         .client(0)
-        .call("abci_query", json!({"path": path, "height": tx_height.to_string()}))
+        .call("block", json!({"height": "1"}))
         .unwrap_err();
-    assert!(err.to_string().contains("is not available, lowest height is"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("height 1 is not available, lowest height is"),
+        "{err}"
+    );
+    let err = net
+        .client(0)
+        .call(
+            "abci_query",
+            json!({"path": path, "height": tx_height.to_string()}),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is not available, lowest height is"),
+        "{err}"
+    );
     let status = net.client(0).call("status", json!({})).unwrap();
-    let earliest = status["sync_info"]["earliest_block_height"].as_str().unwrap().to_string();
-    net.client(0).call("block", json!({"height": earliest})).unwrap();
+    let earliest = status["sync_info"]["earliest_block_height"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    net.client(0)
+        .call("block", json!({"height": earliest}))
+        .unwrap();
 
     // A restart loads the last state version: back at its height, same state, no replay.
     let (_, clean) = net.terminate(0);
@@ -171,15 +215,20 @@ fn a_data_directory_in_another_layout_is_refused_with_one_line() {
     {
         let old = sled::open(&db).unwrap();
         old.insert(b"Mchain", b"old".to_vec()).unwrap();
-        old.insert([b'B', 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0], b"block".to_vec())
-            .unwrap();
+        old.insert(
+            [b'B', 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+            b"block".to_vec(),
+        )
+        .unwrap();
         old.flush().unwrap();
     }
     start_fails(&home, &["store format 1", "reads format 2", "older basalt"]);
     // One written by a newer node.
     {
         let newer = sled::open(&db).unwrap();
-        newer.insert(b"Mformat", 3u32.to_le_bytes().to_vec()).unwrap();
+        newer
+            .insert(b"Mformat", 3u32.to_le_bytes().to_vec())
+            .unwrap();
         newer.flush().unwrap();
     }
     start_fails(&home, &["store format 3", "reads format 2", "newer basalt"]);

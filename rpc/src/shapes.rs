@@ -301,9 +301,18 @@ mod tests {
     #[test]
     fn rfc3339_times_parse_back() {
         for t in [
-            Timestamp { seconds: 0, nanos: 0 },
-            Timestamp { seconds: 1_795_581_151, nanos: 250_000_000 },
-            Timestamp { seconds: 951_782_400, nanos: 7 },
+            Timestamp {
+                seconds: 0,
+                nanos: 0,
+            },
+            Timestamp {
+                seconds: 1_795_581_151,
+                nanos: 250_000_000,
+            },
+            Timestamp {
+                seconds: 951_782_400,
+                nanos: 7,
+            },
         ] {
             assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
         }

@@ -108,7 +108,12 @@ mod tests {
         }
         assert_eq!(c.get(b"kept"), Some(Some(vec![1])));
         let g = c.lock();
-        let held: usize = g.current.iter().chain(&g.previous).map(|(k, v)| size(k, v)).sum();
+        let held: usize = g
+            .current
+            .iter()
+            .chain(&g.previous)
+            .map(|(k, v)| size(k, v))
+            .sum();
         assert!(held <= 100 * 1024 + 200, "{held} bytes");
     }
 }

@@ -119,10 +119,7 @@ impl StoredState {
     /// (up to `top`); `None` when no later height changed it.
     fn undone(&self, key: &[u8], top: u64) -> Result<Option<Option<Vec<u8>>>, StoreError> {
         for h in self.height.saturating_add(1)..=top {
-            let piece = self
-                .store
-                .db
-                .last_in(&undo_prefix(h), &undo_key(h, key))?;
+            let piece = self.store.db.last_in(&undo_prefix(h), &undo_key(h, key))?;
             let Some((k, v)) = piece else { continue };
             let mut entries: UndoPiece = super::decode(&k, &v)?;
             if let Ok(at) = entries.binary_search_by(|(e, _)| e.as_slice().cmp(key)) {
@@ -222,8 +219,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut batch = KvBatch::default();
         self.put_state(&mut batch, height, changes, meta, true)?;
-        batch.insert(super::key(super::VALSET, height + 1), enc(&meta.schedule.current));
-        batch.insert(super::key(super::VALSET, height + 2), enc(&meta.schedule.next));
+        batch.insert(
+            super::key(super::VALSET, height + 1),
+            enc(&meta.schedule.current),
+        );
+        batch.insert(
+            super::key(super::VALSET, height + 2),
+            enc(&meta.schedule.next),
+        );
         self.db.apply(batch)?;
         self.cache.write_through(changes);
         self.db.flush()?;

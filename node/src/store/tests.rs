@@ -228,7 +228,10 @@ fn pruned_blocks_take_everything_stored_for_them_in_bounded_steps() {
         let hash = basalt_runtime::tx_hash(&b.txs[0]);
         assert_eq!(s.tx(&hash).unwrap().is_some(), kept, "tx of {h}");
         let to = format!("R{h}");
-        assert_eq!(s.txs_with("transfer.recipient", &to).unwrap().len(), usize::from(kept));
+        assert_eq!(
+            s.txs_with("transfer.recipient", &to).unwrap().len(),
+            usize::from(kept)
+        );
     }
     assert_eq!(s.validator_set(5).unwrap(), None);
     assert!(s.validator_set(6).unwrap().is_some());
@@ -287,10 +290,18 @@ fn pruning_state_keeps_every_version_a_retained_height_reads() {
         };
         assert_eq!(undo, expected, "undo records of {h}");
     }
-    assert_eq!(read(10, "k").as_deref(), Some("k@8"), "the latest is untouched");
+    assert_eq!(
+        read(10, "k").as_deref(),
+        Some("k@8"),
+        "the latest is untouched"
+    );
     // Below the earliest height a read is an error, not another height's value.
     let err = s.state_at(3).get(b"k").unwrap_err();
-    assert!(err.to_string().contains("not available, lowest height is 6"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not available, lowest height is 6"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -307,7 +318,10 @@ fn a_height_that_wrote_many_keys_reads_back_through_its_undo_pieces() {
             .collect();
         save_with(&s, &block(h), vec![TxOutcome::default()], state);
     }
-    assert!(s.db.scan_prefix(&super::key(b'U', 2)).unwrap().len() > 5, "pieces");
+    assert!(
+        s.db.scan_prefix(&super::key(b'U', 2)).unwrap().len() > 5,
+        "pieces"
+    );
     for i in (0..2000u32).step_by(7) {
         let at = |h: u64| s.state_at(h).get(&key(i)).unwrap();
         assert_eq!(at(1), value(1, i), "key {i} at 1");
@@ -315,6 +329,10 @@ fn a_height_that_wrote_many_keys_reads_back_through_its_undo_pieces() {
         let now = if i % 3 == 0 { value(3, i) } else { value(2, i) };
         assert_eq!(at(3), now, "key {i} at 3");
         assert_eq!(s.latest_state().get(&key(i)).unwrap(), now);
-        assert_eq!(s.state_at(0).get(&key(i)).unwrap(), None, "before any block");
+        assert_eq!(
+            s.state_at(0).get(&key(i)).unwrap(),
+            None,
+            "before any block"
+        );
     }
 }
