@@ -11,10 +11,8 @@ use crate::bench::{height, print_report};
 use crate::client::Client;
 use crate::home::Home;
 use crate::localnet::Children;
-use crate::sync_bench::{generate, CHAIN};
-use crate::testnet::{self, TestnetSpec};
+use crate::sync_bench::generated_chain;
 use anyhow::{bail, Context, Result};
-use basalt_types::PrivateKey;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,33 +30,10 @@ pub struct RestartBenchSpec {
 /// data directory's MiB on disk and the store's MiB by kind of record.
 fn measure(spec: &RestartBenchSpec, blocks: u64, port: u16) -> Result<(f64, f64, Value)> {
     let dir = tempfile::tempdir().context("creating a work folder")?;
-    let keys: Vec<PrivateKey> = (0..spec.txs_per_block)
-        .map(crate::bench::sender_key)
-        .collect();
-    let homes = testnet::testnet(&TestnetSpec {
-        validators: 1,
-        full_nodes: 0,
-        output: dir.path(),
-        base_port: port,
-        stakes: None,
-        chain_id: CHAIN,
-        timeout_propose_ms: Some(1000),
-        timeout_commit_ms: Some(1000),
-        extra_accounts: keys
-            .iter()
-            .map(|k| (k.public_key().address(), 1_000_000_000_000))
-            .collect(),
+    // No indexer competes for the disk while the restart is measured.
+    let homes = generated_chain(dir.path(), port, 0, blocks, spec.txs_per_block, |c| {
+        c.tx_index.indexer = crate::config::Indexer::Null
     })?;
-    crate::bench::edit_configs(&homes, |c| {
-        // The height stays put while it is measured; no indexer competes for the disk.
-        c.consensus.create_empty_blocks = false;
-        c.tx_index.indexer = crate::config::Indexer::Null;
-    })?;
-    eprintln!(
-        "building a chain of {blocks} blocks × {} transfers…",
-        spec.txs_per_block
-    );
-    generate(&homes[0], &keys, blocks)?;
     let client = Client::new(&format!("127.0.0.1:{}", port as usize + 1));
     let mut nodes = Children(Vec::new());
     let first = start_and_wait(&homes[0], &client, blocks, &mut nodes)?;

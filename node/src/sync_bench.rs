@@ -29,7 +29,7 @@ pub struct SyncBenchSpec {
     pub json: Option<std::path::PathBuf>,
 }
 
-pub(crate) const CHAIN: &str = "basalt-sync-bench";
+const CHAIN: &str = "basalt-sync-bench";
 
 /// Signed transfers for block `height`: sender i's transaction with nonce height - 1.
 fn block_txs(keys: &[PrivateKey], height: u64) -> Vec<Vec<u8>> {
@@ -57,8 +57,43 @@ fn block_txs(keys: &[PrivateKey], height: u64) -> Vec<Vec<u8>> {
     })
 }
 
+/// A validator (and `full_nodes` full nodes) in `dir` whose store holds a generated chain
+/// of `blocks` blocks of `txs_per_block` transfers. No node adds blocks of its own (empty
+/// blocks off); `configure` edits every node's config on top.
+pub(crate) fn generated_chain(
+    dir: &std::path::Path,
+    base_port: u16,
+    full_nodes: usize,
+    blocks: u64,
+    txs_per_block: usize,
+    configure: impl Fn(&mut crate::config::Config),
+) -> Result<Vec<Home>> {
+    let keys: Vec<PrivateKey> = (0..txs_per_block).map(crate::bench::sender_key).collect();
+    let homes = testnet::testnet(&TestnetSpec {
+        validators: 1,
+        full_nodes,
+        output: dir,
+        base_port,
+        stakes: None,
+        chain_id: CHAIN,
+        timeout_propose_ms: Some(1000),
+        timeout_commit_ms: Some(1000),
+        extra_accounts: keys
+            .iter()
+            .map(|k| (k.public_key().address(), 1_000_000_000_000))
+            .collect(),
+    })?;
+    crate::bench::edit_configs(&homes, |c| {
+        c.consensus.create_empty_blocks = false;
+        configure(c);
+    })?;
+    eprintln!("building a chain of {blocks} blocks × {txs_per_block} transfers…");
+    generate(&homes[0], &keys, blocks)?;
+    Ok(homes)
+}
+
 /// Appends `blocks` blocks to the single validator's store at `home`.
-pub(crate) fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<()> {
+fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<()> {
     let genesis = load_genesis(home)?;
     let store = Store::open(&home.data_dir().join("blockstore.db"))?;
     store.check_chain(&genesis.chain_id, &genesis.hash())?;
@@ -127,36 +162,15 @@ pub fn run(spec: SyncBenchSpec) -> Result<()> {
         bail!("--blocks and --txs must be at least 1");
     }
     let dir = tempfile::tempdir().context("creating a work folder")?;
-    let keys: Vec<PrivateKey> = (0..spec.txs_per_block)
-        .map(crate::bench::sender_key)
-        .collect();
-    let homes = testnet::testnet(&TestnetSpec {
-        validators: 1,
-        full_nodes: 1,
-        output: dir.path(),
-        base_port: spec.base_port,
-        stakes: None,
-        chain_id: CHAIN,
-        timeout_propose_ms: Some(1000),
-        timeout_commit_ms: Some(1000),
-        extra_accounts: keys
-            .iter()
-            .map(|k| (k.public_key().address(), 1_000_000_000_000))
-            .collect(),
-    })?;
-    // The validator adds no blocks of its own while the full node syncs.
-    for h in &homes {
-        let path = h.config_file();
-        let text = std::fs::read_to_string(&path)?
-            .replace("create_empty_blocks = true", "create_empty_blocks = false");
-        std::fs::write(&path, text)?;
-    }
-    eprintln!(
-        "building a chain of {} blocks × {} transfers…",
-        spec.blocks, spec.txs_per_block
-    );
     let gen_started = Instant::now();
-    generate(&homes[0], &keys, spec.blocks)?;
+    let homes = generated_chain(
+        dir.path(),
+        spec.base_port,
+        1,
+        spec.blocks,
+        spec.txs_per_block,
+        |_| {},
+    )?;
     let generate_s = gen_started.elapsed().as_secs_f64();
 
     let exe = std::env::current_exe()?;
