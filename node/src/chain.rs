@@ -65,7 +65,8 @@ pub enum BlockError {
 }
 
 pub struct Chain {
-    pub genesis: Genesis,
+    /// Shared with the RPC's reads: a large genesis is held once.
+    pub genesis: Arc<Genesis>,
     pub genesis_hash: Hash,
     pub runtime: Runtime,
     /// Sets of the next height and the one after.
@@ -98,7 +99,8 @@ impl Chain {
     /// the last block's results recorded, and the last block, its commit and results. No
     /// block is re-executed, so this costs the same at any height. A store with no state
     /// yet gets the genesis state (version `initial_height − 1`).
-    pub fn load(genesis: Genesis, store: &Store) -> Result<Chain, ChainError> {
+    pub fn load(genesis: impl Into<Arc<Genesis>>, store: &Store) -> Result<Chain, ChainError> {
+        let genesis: Arc<Genesis> = genesis.into();
         let genesis_hash = genesis.hash();
         let consensus_hash = Hash::of(&genesis.consensus_params);
         let last = store.last_height()?;

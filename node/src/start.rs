@@ -57,7 +57,7 @@ pub struct StartOptions {
 pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
     let _ = &options;
     let config = Config::load(&home.config_file())?;
-    let genesis = load_genesis(home)?;
+    let genesis = Arc::new(load_genesis(home)?);
     let chain_id = genesis.chain_id.clone();
     let p2p_listen = parse_addr("p2p.listen", &config.p2p.listen)?;
     let rpc_listen = parse_addr("rpc.listen", &config.rpc.listen)?;

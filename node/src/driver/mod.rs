@@ -227,9 +227,10 @@ pub struct Driver {
 /// re-executed), the evidence pool, and the validator sets of the next two heights recorded
 /// for the RPC.
 pub fn load_state(
-    genesis: basalt_genesis::Genesis,
+    genesis: impl Into<Arc<basalt_genesis::Genesis>>,
     store: &Store,
 ) -> Result<(Chain, EvidencePool), Fatal> {
+    let genesis = genesis.into();
     let evidence_bytes = genesis.consensus_params.evidence.max_bytes as usize * 4;
     let chain = Chain::load(genesis, store).map_err(|source| Fatal::Chain {
         context: "loading the chain".into(),

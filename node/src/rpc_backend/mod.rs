@@ -34,7 +34,7 @@ pub struct NodeBackend {
 /// latest snapshot, a bound on reads running at once and each read's time budget.
 pub struct Reads {
     pub store: Store,
-    pub genesis: Genesis,
+    pub genesis: Arc<Genesis>,
     pub info: NodeInfo,
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub running: Arc<Semaphore>,
