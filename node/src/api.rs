@@ -30,7 +30,8 @@ pub enum Request {
     UnconfirmedTxs {
         limit: usize,
     },
-    /// The full path, `data` appended.
+    /// `abci_query` on `/nonce/ADDR` (the full path, `data` appended): the sender's next
+    /// nonce counts the mempool, which only the node holds. Every other path is a read.
     AbciQuery {
         path: String,
     },
@@ -122,18 +123,14 @@ impl Node {
         }
     }
 
+    /// The next nonce of `/nonce/ADDR` (the RPC sends every other path to the reads).
     fn abci_query(&self, path: &str) -> Value {
         let height = self.driver.last_height();
-        let answer = if let Some(addr) = path.strip_prefix(NONCE_PATH) {
-            basalt_types::Address::from_hex(addr)
+        let answer = match path.strip_prefix(NONCE_PATH) {
+            Some(addr) => basalt_types::Address::from_hex(addr)
                 .map(|a| json!({"address": a, "next_nonce": self.driver.mempool.next_nonce(&self.driver.chain.runtime, &a)}))
-                .map_err(|e| e.to_string())
-        } else {
-            self.driver
-                .chain
-                .runtime
-                .query(path)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string()),
+            None => Err(format!("{path:?} is answered from the store, not by the node")),
         };
         let (code, log, value) = match answer {
             Ok(v) => (0, String::new(), shapes::b64(v.to_string().as_bytes())),
