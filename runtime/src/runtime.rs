@@ -267,12 +267,17 @@ impl Runtime {
             return v.clone();
         }
         self.store.get(key).unwrap_or_else(|e| {
-            self.read_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert(e);
+            self.note_read_error(e);
             None
         })
+    }
+
+    /// Keeps the first failed read for the next block execution to report.
+    fn note_read_error(&self, e: StateError) {
+        self.read_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
     }
 
     fn take_read_error(&self) -> Result<(), StateError> {
@@ -309,10 +314,7 @@ impl Runtime {
             return Account::default();
         };
         decode_state("account", &bytes).unwrap_or_else(|e| {
-            self.read_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert(e);
+            self.note_read_error(e);
             Account::default()
         })
     }
