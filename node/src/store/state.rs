@@ -172,7 +172,7 @@ impl Store {
         if let Some((first_key, _)) = piece.first() {
             batch.insert(undo_key(height, first_key), enc(&piece));
         }
-        batch.insert(prefixed(META, b"state"), height.to_be_bytes());
+        batch.insert(prefixed(META, b"state"), enc(&height));
         batch.insert(prefixed(META, b"chainmeta"), enc(meta));
         Ok(())
     }
@@ -193,17 +193,7 @@ impl Store {
 
     /// The height the stored state is at (none before the genesis state was stored).
     pub fn state_height(&self) -> Result<Option<u64>, StoreError> {
-        let k = prefixed(META, b"state");
-        match self.db.get(&k)? {
-            None => Ok(None),
-            Some(v) => {
-                let b: [u8; 8] = v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
-                    key: "state height".into(),
-                    reason: format!("{} bytes", v.len()),
-                })?;
-                Ok(Some(u64::from_be_bytes(b)))
-            }
-        }
+        self.get(&prefixed(META, b"state"))
     }
 
     pub fn chain_meta(&self) -> Result<Option<ChainMeta>, StoreError> {
