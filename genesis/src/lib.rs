@@ -176,6 +176,31 @@ impl Genesis {
         Ok(g)
     }
 
+    /// Parses and validates a genesis file read as it is parsed: a million accounts is an
+    /// 80 MiB file, not worth holding as text beside the parsed genesis.
+    pub fn from_reader(reader: impl std::io::Read) -> Result<Genesis, GenesisError> {
+        let g: Genesis = serde_json::from_reader(std::io::BufReader::new(reader))
+            .map_err(|e| GenesisError::Parse(e.to_string()))?;
+        g.validate()?;
+        Ok(g)
+    }
+
+    /// This genesis without its funded accounts: what a node keeps once they are in its
+    /// stored state (its hash is not this genesis's hash).
+    pub fn without_accounts(&self) -> Genesis {
+        Genesis {
+            genesis_time: self.genesis_time.clone(),
+            chain_id: self.chain_id.clone(),
+            initial_height: self.initial_height,
+            consensus_params: self.consensus_params.clone(),
+            app_state: AppState {
+                accounts: Vec::new(),
+                validators: self.app_state.validators.clone(),
+                staking: self.app_state.staking.clone(),
+            },
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("genesis serialises")
     }

@@ -97,6 +97,17 @@ pub(crate) fn sender_key(i: usize) -> PrivateKey {
     PrivateKey::from_seed(Hash::digest(format!("bench-sender-{i}").as_bytes()).0)
 }
 
+/// A `/proc/PID/status` size field (`VmHWM`, `VmRSS`) in MiB (0 when unreadable).
+fn status_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
 /// CPU seconds (user + system) and peak RSS in MiB of a process, from /proc.
 pub(crate) fn usage(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -112,13 +123,7 @@ pub(crate) fn usage(pid: u32) -> (f64, f64) {
             .unwrap_or(0.0)
     };
     let cpu = (ticks(14) + ticks(15)) / 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    (cpu, hwm_kib / 1024.0)
+    (cpu, status_mib(pid, "VmHWM"))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -268,6 +273,10 @@ pub fn run(spec: BenchSpec) -> Result<()> {
     std::thread::sleep(Duration::from_secs(5));
     let empty_bps = (height(&watch) - h0) as f64 / t0.elapsed().as_secs_f64();
     eprintln!("empty blocks: {empty_bps:.1}/s with timeout_commit = 0");
+    // The first start's peak: each node built its genesis state (the restart below would
+    // reset it).
+    let first_start_rss: Vec<f64> = nodes.0.iter().map(|c| usage(c.id()).1.round()).collect();
+    eprintln!("peak RSS of the first start (genesis state built), MiB: {first_start_rss:?}");
     if spec.timeout_commit_ms > 0 {
         // Restart with the load's timeout_commit (the chain carries on from its data).
         drop(std::mem::replace(&mut nodes, Children(Vec::new())));
@@ -393,6 +402,7 @@ pub fn run(spec: BenchSpec) -> Result<()> {
             last_sample = Instant::now();
             let s = sample(
                 &homes,
+                &nodes,
                 &watch,
                 spec.full_node.then(|| rpc_of(spec.validators)),
             );
@@ -455,21 +465,33 @@ pub fn run(spec: BenchSpec) -> Result<()> {
         "cpu_s": usage.iter().map(|u| u.0).collect::<Vec<_>>(),
         "rss_mb": usage.iter().map(|u| u.1).collect::<Vec<_>>(),
         "rss_mb_max": usage.iter().map(|u| u.1).fold(0.0, f64::max),
+        "first_start_rss_mb": first_start_rss,
         "retain_blocks": spec.retain_blocks,
         "samples": samples,
     });
     print_report(&report, spec.json.as_deref())
 }
 
-/// Progress now: the chain's height, each node's data directory in MiB, and with a full
-/// node at `full_rpc`, the height its transaction index covers and its lag behind the chain.
-fn sample(homes: &[crate::home::Home], watch: &Client, full_rpc: Option<String>) -> Value {
+/// Progress now: the chain's height, each node's data directory and resident memory in
+/// MiB, and with a full node at `full_rpc`, the height its transaction index covers and its
+/// lag behind the chain.
+fn sample(
+    homes: &[crate::home::Home],
+    nodes: &Children,
+    watch: &Client,
+    full_rpc: Option<String>,
+) -> Value {
     let h = height(watch);
     let disk: Vec<f64> = homes
         .iter()
         .map(|home| (crate::restart_bench::dir_bytes(&home.data_dir()) as f64 / 1048576.0).round())
         .collect();
-    let mut out = json!({"height": h, "disk_mib": disk});
+    let rss: Vec<f64> = nodes
+        .0
+        .iter()
+        .map(|c| status_mib(c.id(), "VmRSS").round())
+        .collect();
+    let mut out = json!({"height": h, "disk_mib": disk, "rss_mib": rss});
     if let Some(rpc) = full_rpc {
         let indexed = metric(&rpc, "basalt_tx_index_height").unwrap_or(0.0) as u64;
         out["full_node_indexed"] = json!(indexed);

@@ -30,9 +30,10 @@ fn parse_addr(what: &str, s: &str) -> Result<SocketAddr> {
 
 pub fn load_genesis(home: &Home) -> Result<Genesis> {
     let path = home.genesis_file();
-    let text = std::fs::read_to_string(&path)
+    let file = std::fs::File::open(&path)
         .with_context(|| format!("reading the genesis file {}", path.display()))?;
-    Genesis::from_json(&text).with_context(|| format!("genesis file {} is invalid", path.display()))
+    Genesis::from_reader(file)
+        .with_context(|| format!("genesis file {} is invalid", path.display()))
 }
 
 /// The node's identity key, created on first start (CometBFT's node_key.json): its libp2p
@@ -77,7 +78,10 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
     };
     store.check_chain(&chain_id, &genesis.hash())?;
     let loading = std::time::Instant::now();
-    let (chain, evidence) = crate::driver::load_state(genesis.clone(), &store)?;
+    // The chain keeps the genesis without its accounts (they are in the stored state);
+    // the full one is dropped here, and `genesis` RPCs read the file again.
+    let (chain, evidence) = crate::driver::load_state(genesis, &store)?;
+    let genesis = chain.genesis.clone();
     tracing::info!(
         chain_id,
         height = chain.next_height() - 1,
@@ -133,6 +137,7 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
         reads: Arc::new(Reads {
             store: store.clone(),
             genesis,
+            genesis_file: Some(home.genesis_file()),
             info: NodeInfo {
                 moniker: config.moniker.clone(),
                 node_id: node_key.public_key().address().to_hex().to_lowercase(),

@@ -170,8 +170,25 @@ fn decode_state<T: BorshDeserialize>(what: &str, bytes: &[u8]) -> Result<T, Stat
 }
 
 impl Runtime {
-    /// The state at genesis and the validator set of the first height.
+    /// The state at genesis and the validator set of the first height, all of it held in
+    /// the runtime's unsaved writes (over [`NoState`]).
     pub fn from_genesis(genesis: &Genesis) -> Result<(Runtime, ValidatorSet), RuntimeError> {
+        Self::from_genesis_in_pieces(genesis, Arc::new(NoState), usize::MAX, |_| Ok(()))
+    }
+
+    /// The genesis state built `piece` accounts at a time, so that memory follows the piece
+    /// and not the genesis (a million funded accounts is a 100 MiB state). Between pieces
+    /// `sink` gets the writes so far and must make them readable through `store`, which
+    /// holds no state before the first call; the last piece's writes stay unsaved, for the
+    /// caller to store with the chain's first version. Accounts go in the order of their
+    /// key's hash, the tree's bucket order: a piece fills whole buckets, so almost no
+    /// bucket is read back and rewritten by a later piece. Any `piece` gives the same state.
+    pub fn from_genesis_in_pieces(
+        genesis: &Genesis,
+        store: Arc<dyn StateStore>,
+        piece: usize,
+        mut sink: impl FnMut(StateChanges) -> Result<(), StateError>,
+    ) -> Result<(Runtime, ValidatorSet), RuntimeError> {
         genesis.validate()?;
         let mut staking = StakingState::new(genesis.app_state.staking.clone());
         for v in &genesis.app_state.validators {
@@ -199,20 +216,39 @@ impl Runtime {
             height: genesis.initial_height - 1,
             tree: MerkleStore::default(),
             app_hash: Hash::default(),
-            store: Arc::new(NoState),
+            store,
             unsaved: BTreeMap::new(),
             read_error: Arc::default(),
         };
-        for a in &genesis.app_state.accounts {
-            rt.accounts.insert(
-                a.address,
-                Account {
+        let accounts = &genesis.app_state.accounts;
+        // (first four bytes of the key's hash, index): the order only needs to group
+        // buckets, and a whole hash would cost 40 MiB for a million accounts.
+        let mut order: Vec<(u32, usize)> = accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let h = Hash::digest(&keys::account(&a.address));
+                let prefix = u32::from_be_bytes([h.0[0], h.0[1], h.0[2], h.0[3]]);
+                (prefix, i)
+            })
+            .collect();
+        order.sort_unstable();
+        let mut pieces = order.chunks(piece.max(1)).peekable();
+        loop {
+            for (_, i) in pieces.next().unwrap_or_default() {
+                let a = &accounts[*i];
+                let account = Account {
                     balance: a.balance,
                     nonce: 0,
-                },
-            );
+                };
+                rt.accounts.insert(a.address, account);
+            }
+            rt.app_hash = rt.commit()?;
+            if pieces.peek().is_none() {
+                break;
+            }
+            sink(rt.take_changes())?;
         }
-        rt.app_hash = rt.commit()?;
         Ok((rt, set))
     }
 

@@ -155,6 +155,7 @@ fn a_read_over_its_time_budget_answers_an_error_and_one_within_it_the_result() {
     let view = |budget| ReadView {
         store: &d.store,
         genesis: &g,
+        genesis_file: None,
         snap: &snap,
         info: &info,
         budget,

@@ -34,7 +34,10 @@ pub struct NodeBackend {
 /// latest snapshot, a bound on reads running at once and each read's time budget.
 pub struct Reads {
     pub store: Store,
+    /// Without its accounts when `genesis_file` is set (see [`crate::chain::Chain::genesis`]).
     pub genesis: Arc<Genesis>,
+    /// The genesis file, read again for the `genesis` methods.
+    pub genesis_file: Option<std::path::PathBuf>,
     pub info: NodeInfo,
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub running: Arc<Semaphore>,
@@ -61,6 +64,7 @@ impl Reads {
             let view = ReadView {
                 store: &reads.store,
                 genesis: &reads.genesis,
+                genesis_file: reads.genesis_file.as_deref(),
                 snap: &snap,
                 info: &reads.info,
                 budget,

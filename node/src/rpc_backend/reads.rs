@@ -101,6 +101,7 @@ fn height_range(query: &Query, key: &str, first: u64, last: u64) -> (u64, u64) {
 pub struct ReadView<'a> {
     pub store: &'a Store,
     pub genesis: &'a Genesis,
+    pub genesis_file: Option<&'a std::path::Path>,
     pub snap: &'a Snapshot,
     pub info: &'a NodeInfo,
     pub budget: Budget,
@@ -114,9 +115,9 @@ impl ReadView<'_> {
             "abci_query" => self.abci_query(params),
             "status" => Ok(self.status()),
             "net_info" => Ok(self.net_info()),
-            "genesis" => Ok(json!({"genesis": self.genesis_doc()})),
+            "genesis" => Ok(json!({"genesis": self.genesis_doc()?})),
             "genesis_chunked" => {
-                let text = self.genesis_doc().to_string().into_bytes();
+                let text = self.genesis_doc()?.to_string().into_bytes();
                 let chunks: Vec<&[u8]> = text.chunks(GENESIS_CHUNK).collect();
                 let n = param_u64(params, "chunk")?.unwrap_or(0) as usize;
                 let chunk = chunks.get(n).ok_or_else(|| {
@@ -348,8 +349,19 @@ impl ReadView<'_> {
     }
     /// The genesis file in CometBFT's genesis-document shape; Basalt's own application state
     /// (accounts, validators, staking parameters) is `app_state`.
-    fn genesis_doc(&self) -> Value {
-        let g = &self.genesis;
+    fn genesis_doc(&self) -> Result<Value, RpcError> {
+        // The node keeps no accounts in memory: they come from the file.
+        let full;
+        let g = match self.genesis_file {
+            Some(path) => {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| RpcError::internal(format!("reading the genesis file: {e}")))?;
+                full = Genesis::from_reader(file)
+                    .map_err(|e| RpcError::internal(format!("the genesis file is invalid: {e}")))?;
+                &full
+            }
+            None => self.genesis,
+        };
         let validators: Vec<Value> = self.store
             .validator_set(g.initial_height)
             .ok()
@@ -365,7 +377,7 @@ impl ReadView<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        json!({
+        Ok(json!({
             "genesis_time": g.genesis_time,
             "chain_id": g.chain_id,
             "initial_height": g.initial_height.to_string(),
@@ -373,7 +385,7 @@ impl ReadView<'_> {
             "validators": validators,
             "app_hash": "",
             "app_state": serde_json::to_value(&g.app_state).unwrap_or(Value::Null),
-        })
+        }))
     }
     fn blockchain(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
         let last = self.last_height();

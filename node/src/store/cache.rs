@@ -69,6 +69,22 @@ impl StateCache {
         }
     }
 
+    /// Forgets what is cached of `changes`' keys (written behind the cache's back).
+    pub fn forget(&self, changes: &[(Vec<u8>, Value)]) {
+        let mut g = self.lock();
+        for (k, _) in changes {
+            if let Some(old) = g.current.remove(k) {
+                g.current_bytes -= size(k, &old);
+            }
+            g.previous.remove(k);
+        }
+    }
+
+    /// Forgets everything (after the store was changed behind the cache's back).
+    pub fn clear(&self) {
+        *self.lock() = Generations::default();
+    }
+
     fn put(g: &mut Generations, budget: usize, key: Vec<u8>, value: Value) {
         // A key written again replaces its entry: only the difference counts.
         g.current_bytes += size(&key, &value);
@@ -115,5 +131,20 @@ mod tests {
             .map(|(k, v)| size(k, v))
             .sum();
         assert!(held <= 100 * 1024 + 200, "{held} bytes");
+    }
+
+    #[test]
+    fn forgotten_keys_are_read_again_and_free_their_bytes() {
+        let c = StateCache::new(100 * 1024);
+        c.insert(b"bucket".to_vec(), None);
+        c.insert(b"kept".to_vec(), Some(vec![1; 10]));
+        c.forget(&[(b"bucket".to_vec(), Some(b"written".to_vec()))]);
+        assert_eq!(
+            c.get(b"bucket"),
+            None,
+            "a stale 'absent' would hide the write"
+        );
+        assert_eq!(c.get(b"kept"), Some(Some(vec![1; 10])));
+        assert_eq!(c.lock().current_bytes, size(b"kept", &Some(vec![1; 10])));
     }
 }

@@ -31,8 +31,10 @@ const INDEX: u8 = b'I';
 const BLOCK_BY_ID: u8 = b'H';
 
 /// Bytes of latest state kept in memory in front of sled (accounts, Merkle buckets and
-/// nodes): all of it for 100,000 accounts, the recently used part for more.
-const STATE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// nodes): all of it for 100,000 accounts, the recently used part for more. 64 MiB kept
+/// validators of a 1,000,000-account chain at 337–351 MiB under load; a miss costs one
+/// sled read.
+const STATE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// The layout this node reads and writes. 1: the layout before the version was recorded
 /// (state rebuilt by replaying blocks); 2: versioned state in the store.
@@ -282,7 +284,7 @@ impl Store {
                 .cache_capacity(32 * 1024 * 1024)
                 .open()
             {
-                Ok(db) => return Ok(Store::on(std::sync::Arc::new(SledKv(db)))),
+                Ok(db) => return Ok(Store::on(std::sync::Arc::new(SledKv::new(db)))),
                 Err(sled::Error::Io(e))
                     if e.to_string().contains("could not acquire lock")
                         && started.elapsed() < std::time::Duration::from_secs(2) =>

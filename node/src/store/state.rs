@@ -223,6 +223,40 @@ impl Store {
         Ok(())
     }
 
+    /// One piece of the genesis state, written but not marked as a version:
+    /// until [`Store::save_genesis_state`] records the version, a restart discards it
+    /// ([`Store::clear_partial_state`]).
+    pub fn save_genesis_piece(&self, changes: &StateChanges) -> Result<(), StoreError> {
+        let mut batch = KvBatch::default();
+        for (key, value) in changes {
+            match value {
+                Some(v) => batch.insert(prefixed(LATEST, key), v.clone()),
+                None => batch.remove(prefixed(LATEST, key)),
+            }
+        }
+        // One write at a time: a piece is not a version, and sled holds what a batch
+        // replaced until the batch ends (4 GiB for a million accounts in pieces).
+        self.db.apply_unbatched(batch)?;
+        // Not cached: a large genesis would fill the cache with accounts nobody asked for.
+        self.cache.forget(changes);
+        Ok(())
+    }
+
+    /// Deletes the pieces of a genesis state whose version was never recorded (a first
+    /// start that stopped half-way). A store with a recorded state is left alone.
+    pub fn clear_partial_state(&self) -> Result<(), StoreError> {
+        if self.state_height()?.is_some() {
+            return Ok(());
+        }
+        let mut batch = KvBatch::default();
+        for (k, _) in self.db.scan_prefix(&[LATEST])? {
+            batch.remove(k);
+        }
+        self.db.apply_unbatched(batch)?;
+        self.cache.clear();
+        Ok(())
+    }
+
     /// Deletes the undo records no query at `keep_from` or above needs (those of heights up
     /// to `keep_from`), at most `max_heights` heights of them. Returns the last height
     /// pruned, if any.

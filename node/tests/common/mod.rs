@@ -95,6 +95,11 @@ impl Net {
 
     /// Starts node k with extra `basalt start` arguments.
     pub fn start_with(&mut self, k: usize, extra: &[&str]) {
+        self.start_env(k, extra, &[]);
+    }
+
+    /// Starts node k with extra `basalt start` arguments and environment variables.
+    pub fn start_env(&mut self, k: usize, extra: &[&str], env: &[(&str, &str)]) {
         assert!(self.procs[k].is_none(), "node{k} already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -105,6 +110,7 @@ impl Net {
             .args(["start", "--home", self.home(k).to_str().unwrap()])
             .args(extra)
             .env("RUST_LOG", "info,libp2p=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

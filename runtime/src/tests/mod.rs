@@ -1,6 +1,7 @@
 //! Runtime tests: a small chain harness, every staking and slashing path with exact amounts,
 //! the error codes, and property tests over random transaction sequences.
 
+mod genesis_pieces;
 mod paths;
 mod properties;
 

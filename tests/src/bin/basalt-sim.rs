@@ -79,13 +79,14 @@ fn main() -> ExitCode {
         }
         if args.verbose {
             println!(
-                "seed {}: min height {} in {} ms simulated, {} events, {} messages; {} crashes ({} unflushed store batches lost, {} torn WAL tails cut); {} of {} admitted transactions committed, {} dropped with a reason",
+                "seed {}: min height {} in {} ms simulated, {} events, {} messages; {} crashes ({} inside a store write, {} unflushed store batches lost, {} torn WAL tails cut); {} of {} admitted transactions committed, {} dropped with a reason",
                 report.seed,
                 report.min_honest_height,
                 report.sim_millis,
                 report.events,
                 report.messages,
                 report.crashes,
+                report.cuts_in_writes,
                 report.lost_batches,
                 report.torn_wals,
                 report.txs_committed,

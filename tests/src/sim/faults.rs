@@ -16,6 +16,9 @@ pub struct Crash {
     pub node: usize,
     pub at_ms: u64,
     pub restart_ms: u64,
+    /// Instead of crashing at `at_ms`, cut the power at the node's n-th store write from
+    /// then on (0: the next): inside a commit, between its batch and its flush.
+    pub at_write: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -53,7 +56,12 @@ impl FaultPlan {
                 node,
                 at_ms,
                 restart_ms,
+                at_write: None,
             });
+        }
+        // Drawn after the rest: one crash in two lands inside a store write.
+        for c in &mut plan.crashes {
+            c.at_write = rng.gen_bool(0.5).then(|| rng.gen_range(0..4));
         }
         plan
     }

@@ -204,3 +204,49 @@ fn a_store_that_lost_its_state_is_refused_not_replayed() {
     };
     assert!(err.to_string().contains("inconsistent"), "{err}");
 }
+
+#[test]
+fn a_first_start_stopped_half_way_starts_over_and_reaches_the_genesis_app_hash() {
+    // Two pieces' worth of funded accounts.
+    let many: Vec<(Address, u128)> = (0..GENESIS_PIECE as u32 + 5_000)
+        .map(|i| {
+            let mut a = [7u8; 20];
+            a[..4].copy_from_slice(&i.to_le_bytes());
+            (Address(a), 1_000 + u128::from(i))
+        })
+        .collect();
+    let g = genesis(many.clone());
+    let expected = Runtime::from_genesis(&g).unwrap().0.app_hash();
+    let kv = MemKv::default();
+    let store = Store::in_memory(&kv);
+    store.check_chain(CHAIN, &g.hash()).unwrap();
+    // The first start writes its first piece, which reaches the disk, then stops.
+    let stopped = Runtime::from_genesis_in_pieces(
+        &g,
+        Arc::new(store.latest_state()),
+        GENESIS_PIECE,
+        |piece| {
+            store.save_genesis_piece(&piece).unwrap();
+            Err(StateError("power cut".into()))
+        },
+    );
+    assert!(stopped.is_err());
+    crate::kv::Kv::flush(&kv).unwrap();
+    kv.crash();
+    assert_eq!(store.state_height().unwrap(), None);
+    let some = basalt_runtime::state::keys::account(&many[0].0);
+    let partial = many.iter().any(|(a, _)| {
+        let k = basalt_runtime::state::keys::account(a);
+        store.latest_state().get(&k).unwrap().is_some()
+    });
+    assert!(partial, "the first piece was not on disk");
+    let loaded = Chain::load(g.clone(), &store).unwrap();
+    assert_eq!(loaded.runtime.app_hash(), expected);
+    assert_eq!(store.state_height().unwrap(), Some(g.initial_height - 1));
+    let value = store.latest_state().get(&some).unwrap();
+    StateProof::build(&store.latest_state(), &some)
+        .unwrap()
+        .verify(&expected, &some, value.as_deref())
+        .unwrap();
+    assert_eq!(loaded.runtime.account(&many[0].0).balance, many[0].1);
+}

@@ -85,6 +85,11 @@ enum Ev {
         id: u64,
     },
     Crash(usize),
+    /// Arms a power cut at the node's `writes`-th store write from now.
+    CutPower {
+        node: usize,
+        writes: u32,
+    },
     Restart(usize),
     PartitionStart(usize),
     PartitionEnd,
@@ -139,6 +144,8 @@ pub struct SeedReport {
     pub torn_wals: usize,
     /// Store batches lost in crashes (applied but not yet flushed).
     pub lost_batches: usize,
+    /// Power cuts that landed inside a store write (a batch or its flush).
+    pub cuts_in_writes: usize,
 }
 
 /// One client account: its key and the transfer it has in flight.
@@ -181,6 +188,7 @@ struct World {
     clients_on: bool,
     torn_wals: usize,
     lost_batches: usize,
+    cuts_in_writes: usize,
     /// App hash after each height, as the first honest node to commit it computed it.
     app_hashes: BTreeMap<u64, (usize, Hash)>,
 }
@@ -206,6 +214,7 @@ pub fn run_seed(cfg: &SimConfig, seed: u64) -> SeedReport {
         txs_dropped,
         torn_wals: world.torn_wals,
         lost_batches: world.lost_batches,
+        cuts_in_writes: world.cuts_in_writes,
     }
 }
 
@@ -350,6 +359,7 @@ impl World {
             clients_on: true,
             torn_wals: 0,
             lost_batches: 0,
+            cuts_in_writes: 0,
             app_hashes: BTreeMap::new(),
         };
         world.schedule_start();
@@ -377,7 +387,14 @@ impl World {
             self.schedule(p.end_ms, Ev::PartitionEnd);
         }
         for c in &plan.crashes {
-            self.schedule(c.at_ms, Ev::Crash(c.node));
+            let ev = match c.at_write {
+                Some(writes) => Ev::CutPower {
+                    node: c.node,
+                    writes,
+                },
+                None => Ev::Crash(c.node),
+            };
+            self.schedule(c.at_ms, ev);
             self.schedule(c.restart_ms, Ev::Restart(c.node));
         }
         self.schedule(plan.stable_at_ms(), Ev::Stable);
@@ -499,7 +516,14 @@ impl World {
                 }
             }
             Ev::Crash(node) => self.crash(node),
-            Ev::Restart(node) => self.boot(node),
+            Ev::CutPower { node, writes } => self.nodes[node].kv.cut_power_at_write(writes),
+            Ev::Restart(node) => {
+                // A power cut armed but not reached (the node wrote nothing since): now.
+                if self.nodes[node].up {
+                    self.crash(node);
+                }
+                self.boot(node)
+            }
             Ev::PartitionStart(i) => self.partition = Some(self.plan.partitions[i].sides.clone()),
             Ev::PartitionEnd => self.partition = None,
             Ev::Stable => {
@@ -597,6 +621,12 @@ impl World {
         };
         let effects = match driver.handle(now, event) {
             Ok(effects) => effects,
+            Err(_) if self.nodes[i].kv.power_cut() => {
+                // The planned power cut, inside one of its store writes.
+                self.cuts_in_writes += 1;
+                self.crash(i);
+                return;
+            }
             Err(e) => {
                 self.checker.node_stopped(i, e.to_string());
                 self.crash(i);
