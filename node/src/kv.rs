@@ -226,10 +226,15 @@ impl MemKv {
     /// A crash: every batch applied since the last flush is lost.
     pub fn crash(&self) {
         let mut s = self.state();
-        s.unflushed.clear();
-        s.live = s.durable.clone();
+        Self::lose_unflushed(&mut s);
         s.cut_after = None;
         s.dark = false;
+    }
+
+    /// What a power cut takes: every batch applied since the last flush.
+    fn lose_unflushed(s: &mut MemState) {
+        s.unflushed.clear();
+        s.live = s.durable.clone();
     }
 
     /// Arms a power cut at the `writes`-th write from now (0: the next one): the writes
@@ -248,20 +253,23 @@ impl MemKv {
     /// Counts one write against an armed power cut; fails once the power is out.
     fn write_allowed(s: &mut MemState) -> Result<(), KvError> {
         match s.cut_after {
-            _ if s.dark => {}
             Some(0) => {
                 s.dark = true;
                 s.cut_after = None;
-                s.unflushed.clear();
-                s.live = s.durable.clone();
+                Self::lose_unflushed(s);
             }
-            Some(n) => {
-                s.cut_after = Some(n - 1);
-                return Ok(());
-            }
-            None => return Ok(()),
+            Some(n) => s.cut_after = Some(n - 1),
+            None => {}
         }
-        Err(KvError("simulated power cut".into()))
+        Self::check_power(s)
+    }
+
+    fn check_power(s: &MemState) -> Result<(), KvError> {
+        if s.dark {
+            Err(KvError("simulated power cut".into()))
+        } else {
+            Ok(())
+        }
     }
 
     /// How many applied batches a crash now would lose.
@@ -275,9 +283,8 @@ impl MemKv {
     }
 
     fn check(s: &MemState) -> Result<(), KvError> {
-        if s.dark {
-            Err(KvError("simulated power cut".into()))
-        } else if s.failing {
+        Self::check_power(s)?;
+        if s.failing {
             Err(KvError("simulated read error".into()))
         } else {
             Ok(())

@@ -71,6 +71,14 @@ fn untagged(k: &[u8], mut v: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
     }
 }
 
+/// Sets (or, for `None`, deletes) `key`'s latest value in `batch`.
+fn put_latest(batch: &mut KvBatch, key: &[u8], value: &Option<Vec<u8>>) {
+    match value {
+        Some(v) => batch.insert(prefixed(LATEST, key), v.clone()),
+        None => batch.remove(prefixed(LATEST, key)),
+    }
+}
+
 /// The runtime's view of the stored state as of one height (`u64::MAX`: the latest, read
 /// through the store's cache).
 #[derive(Clone)]
@@ -164,10 +172,7 @@ impl Store {
                     (piece, piece_bytes) = (Vec::new(), 0);
                 }
             }
-            match value {
-                Some(v) => batch.insert(prefixed(LATEST, key), v.clone()),
-                None => batch.remove(prefixed(LATEST, key)),
-            }
+            put_latest(batch, key, value);
         }
         if let Some((first_key, _)) = piece.first() {
             batch.insert(undo_key(height, first_key), enc(&piece));
@@ -229,10 +234,7 @@ impl Store {
     pub fn save_genesis_piece(&self, changes: &StateChanges) -> Result<(), StoreError> {
         let mut batch = KvBatch::default();
         for (key, value) in changes {
-            match value {
-                Some(v) => batch.insert(prefixed(LATEST, key), v.clone()),
-                None => batch.remove(prefixed(LATEST, key)),
-            }
+            put_latest(&mut batch, key, value);
         }
         // One write at a time: a piece is not a version, and sled holds what a batch
         // replaced until the batch ends (4 GiB for a million accounts in pieces).

@@ -44,8 +44,7 @@ proptest! {
     #[test]
     fn any_piece_size_gives_the_same_state(accounts in 0usize..400, piece in 1usize..150) {
         let g = genesis(accounts);
-        let (whole, _) = Runtime::from_genesis(&g).unwrap();
-        let mut whole_rt = whole;
+        let (mut whole_rt, _) = Runtime::from_genesis(&g).unwrap();
         let expected: BTreeMap<Vec<u8>, Vec<u8>> = whole_rt
             .take_changes()
             .into_iter()
