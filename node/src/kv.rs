@@ -5,6 +5,7 @@
 //! simulated crash ([`MemKv::crash`]) loses exactly the unflushed batches, as a power cut
 //! loses what sled had not yet written.
 
+use crate::segments::{FileSegments, MemSegment, Segments};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -39,9 +40,9 @@ impl KvBatch {
     }
 }
 
-/// What the block store needs of a key-value space. Reads see every applied batch, flushed
-/// or not; `flush` makes them durable.
-pub trait Kv: Send + Sync {
+/// What the block store needs of a key-value space (and of the [`Segments`] beside it).
+/// Reads see every applied batch, flushed or not; `flush` makes them durable.
+pub trait Kv: Segments + Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError>;
@@ -70,21 +71,24 @@ fn tally(out: &mut BTreeMap<u8, (u64, u64)>, k: &[u8], v: &[u8]) {
 
 pub struct SledKv {
     db: sled::Db,
+    files: FileSegments,
     /// Test builds only: the process dies at this store write (see [`failpoint`]).
     #[cfg(feature = "failpoints")]
     die_at_write: Option<std::sync::atomic::AtomicU64>,
 }
 
 impl SledKv {
-    pub fn new(db: sled::Db) -> SledKv {
-        SledKv {
+    /// sled's database with the state history's segment files in `segments`.
+    pub fn new(db: sled::Db, segments: std::path::PathBuf) -> Result<SledKv, KvError> {
+        Ok(SledKv {
             db,
+            files: FileSegments::new(segments)?,
             #[cfg(feature = "failpoints")]
             die_at_write: failpoint::die_at_write(),
-        }
+        })
     }
 
-    /// Counts one write (an applied batch or a flush) and, in a build with the `failpoints`
+    /// Counts one write (an applied batch, a flush, an append or a sync) and, in a build with the `failpoints`
     /// feature whose `BASALT_DIE_AT_WRITE` reached zero, ends the process there as a power
     /// cut would: after a batch was applied and before it was flushed, or before a flush.
     fn write_done(&self) {
@@ -120,6 +124,30 @@ mod failpoint {
 fn reclaim_garbage(writes: usize) {
     for _ in 0..writes / 32 + 16 {
         crossbeam_epoch::pin().flush();
+    }
+}
+
+impl Segments for SledKv {
+    fn seg_append(&self, seg: u64, bytes: &[u8]) -> Result<u64, KvError> {
+        let at = self.files.seg_append(seg, bytes)?;
+        self.write_done();
+        Ok(at)
+    }
+    fn seg_sync(&self, seg: u64) -> Result<(), KvError> {
+        self.write_done();
+        self.files.seg_sync(seg)
+    }
+    fn seg_read(&self, seg: u64, offset: u64, len: u64) -> Result<Vec<u8>, KvError> {
+        self.files.seg_read(seg, offset, len)
+    }
+    fn seg_truncate(&self, seg: u64, len: u64) -> Result<(), KvError> {
+        self.files.seg_truncate(seg, len)
+    }
+    fn seg_remove(&self, seg: u64) -> Result<(), KvError> {
+        self.files.seg_remove(seg)
+    }
+    fn seg_list(&self) -> Result<Vec<(u64, u64)>, KvError> {
+        self.files.seg_list()
     }
 }
 
@@ -205,6 +233,8 @@ struct MemState {
     live: BTreeMap<Vec<u8>, Vec<u8>>,
     durable: BTreeMap<Vec<u8>, Vec<u8>>,
     unflushed: Vec<KvBatch>,
+    /// The segment files ([`Segments`]), with what of each was synced.
+    segs: BTreeMap<u64, MemSegment>,
     /// When set, every read fails (a simulated disk error).
     failing: bool,
     /// Writes (applies and flushes) still to go before an armed power cut.
@@ -231,10 +261,14 @@ impl MemKv {
         s.dark = false;
     }
 
-    /// What a power cut takes: every batch applied since the last flush.
+    /// What a power cut takes: every batch applied since the last flush, and what was
+    /// appended to a segment since its last sync.
     fn lose_unflushed(s: &mut MemState) {
         s.unflushed.clear();
         s.live = s.durable.clone();
+        for seg in s.segs.values_mut() {
+            seg.bytes.truncate(seg.synced);
+        }
     }
 
     /// Arms a power cut at the `writes`-th write from now (0: the next one): the writes
@@ -289,6 +323,61 @@ impl MemKv {
         } else {
             Ok(())
         }
+    }
+}
+
+impl Segments for MemKv {
+    fn seg_append(&self, seg: u64, bytes: &[u8]) -> Result<u64, KvError> {
+        let mut s = self.state();
+        Self::write_allowed(&mut s)?;
+        let seg = s.segs.entry(seg).or_default();
+        let at = seg.bytes.len() as u64;
+        seg.bytes.extend_from_slice(bytes);
+        Ok(at)
+    }
+    fn seg_sync(&self, seg: u64) -> Result<(), KvError> {
+        let mut s = self.state();
+        Self::write_allowed(&mut s)?;
+        let seg = s
+            .segs
+            .get_mut(&seg)
+            .ok_or_else(|| KvError(format!("state history segment {seg}: missing")))?;
+        seg.synced = seg.bytes.len();
+        Ok(())
+    }
+    fn seg_read(&self, seg: u64, offset: u64, len: u64) -> Result<Vec<u8>, KvError> {
+        let s = self.state();
+        Self::check(&s)?;
+        let bytes = s.segs.get(&seg).map(|g| g.bytes.as_slice()).unwrap_or(&[]);
+        usize::try_from(offset)
+            .ok()
+            .zip(usize::try_from(offset.saturating_add(len)).ok())
+            .and_then(|(from, to)| bytes.get(from..to))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| KvError(format!("state history segment {seg}: read past its end")))
+    }
+    fn seg_truncate(&self, seg: u64, len: u64) -> Result<(), KvError> {
+        let mut s = self.state();
+        Self::check_power(&s)?;
+        if let Some(g) = s.segs.get_mut(&seg) {
+            g.bytes.truncate(len as usize);
+            g.synced = g.synced.min(g.bytes.len());
+        }
+        Ok(())
+    }
+    fn seg_remove(&self, seg: u64) -> Result<(), KvError> {
+        let mut s = self.state();
+        Self::check_power(&s)?;
+        s.segs.remove(&seg);
+        Ok(())
+    }
+    fn seg_list(&self) -> Result<Vec<(u64, u64)>, KvError> {
+        let s = self.state();
+        Self::check(&s)?;
+        Ok(s.segs
+            .iter()
+            .map(|(k, g)| (*k, g.bytes.len() as u64))
+            .collect())
     }
 }
 

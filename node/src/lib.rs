@@ -28,6 +28,7 @@ pub mod node;
 pub mod pruner;
 pub mod restart_bench;
 pub mod rpc_backend;
+pub mod segments;
 pub mod sigcheck;
 pub mod signer;
 pub mod start;

@@ -222,16 +222,22 @@ fn a_data_directory_in_another_layout_is_refused_with_one_line() {
         .unwrap();
         old.flush().unwrap();
     }
-    start_fails(&home, &["store format 1", "reads format 2", "older basalt"]);
+    let ours = basalt_node::store::FORMAT_VERSION;
+    let reads = format!("reads format {ours}");
+    start_fails(&home, &["store format 1", &reads, "older basalt"]);
+    // One written by the layout before this one (the state history inside sled).
+    let format = |v: u32| {
+        let db = sled::open(&db).unwrap();
+        db.insert(b"Mformat", v.to_le_bytes().to_vec()).unwrap();
+        db.flush().unwrap();
+    };
+    format(ours - 1);
+    let previous = format!("store format {}", ours - 1);
+    start_fails(&home, &[&previous, &reads, "older basalt"]);
     // One written by a newer node.
-    {
-        let newer = sled::open(&db).unwrap();
-        newer
-            .insert(b"Mformat", 3u32.to_le_bytes().to_vec())
-            .unwrap();
-        newer.flush().unwrap();
-    }
-    start_fails(&home, &["store format 3", "reads format 2", "newer basalt"]);
+    format(ours + 1);
+    let newer = format!("store format {}", ours + 1);
+    start_fails(&home, &[&newer, &reads, "newer basalt"]);
     // Nothing was changed by the refusals.
     let db = sled::open(&db).unwrap();
     assert_eq!(db.len(), 3);

@@ -37,8 +37,9 @@ const BLOCK_BY_ID: u8 = b'H';
 const STATE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// The layout this node reads and writes. 1: the layout before the version was recorded
-/// (state rebuilt by replaying blocks); 2: versioned state in the store.
-pub const FORMAT_VERSION: u32 = 2;
+/// (state rebuilt by replaying blocks); 2: versioned state in the store, its history in
+/// sled; 3: the history in segment files beside sled.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Blocks and their results are stored in pieces of this size (`B height piece`): sled
 /// keeps large values in memory long after writing them (a 600 KB value per block grew a
@@ -284,7 +285,10 @@ impl Store {
                 .cache_capacity(32 * 1024 * 1024)
                 .open()
             {
-                Ok(db) => return Ok(Store::on(std::sync::Arc::new(SledKv::new(db)))),
+                Ok(db) => {
+                    let kv = SledKv::new(db, dir.join("history")).map_err(StoreError::Db)?;
+                    return Ok(Store::on(std::sync::Arc::new(kv)));
+                }
                 Err(sled::Error::Io(e))
                     if e.to_string().contains("could not acquire lock")
                         && started.elapsed() < std::time::Duration::from_secs(2) =>
@@ -543,6 +547,9 @@ impl Store {
         let mut out = BTreeMap::new();
         for (b, (_, bytes)) in self.db.usage()? {
             *out.entry(name(b).to_string()).or_insert(0.0) += bytes as f64 / 1048576.0;
+        }
+        for (_, bytes) in self.db.seg_list()? {
+            *out.entry(name(state::UNDO).to_string()).or_insert(0.0) += bytes as f64 / 1048576.0;
         }
         Ok(out)
     }

@@ -5,15 +5,18 @@
 //! of the tree (and usually a hit in the [`super::cache::StateCache`] in front of it). The
 //! undo record of a height says what each key it wrote was before (a one-byte tag, then
 //! the bytes; tag 0: absent), sorted by key and cut into pieces of about [`UNDO_PIECE`]
-//! bytes stored under `U height first-key`: a block costs a few dozen inserts for its
-//! history however many keys it wrote (one insert per key doubled the cost of storing a
-//! block), written at the end of the tree in height order, and pruning a height deletes
-//! one contiguous range. The state as of height h answers a key with the first undo entry
-//! above h (one reverse range read and a binary search per height walked), or with its
-//! latest value when no later height changed it. A block's state writes go into the
-//! same atomic batch as the block, with `M state` (the height the state is at) and `M
-//! chainmeta` (the validator schedule of the next two heights and the last height's set),
-//! so a crash leaves the state and the chain at the same height.
+//! bytes followed by a directory of the pieces' first keys. Records are appended to the
+//! state history's [`Segments`](crate::segments) (not sled: see there why), synced, and
+//! found through `U height` → [`UndoAt`]; a segment takes heights until it holds
+//! [`SEGMENT_BYTES`] or spans [`SEGMENT_HEIGHTS`], and pruning deletes it whole once every
+//! height in it is pruned. The state as of height h answers a key with the first undo entry
+//! above h (per height walked: its directory, then one piece and a binary search), or with
+//! its latest value when no later height changed it. A block's state writes go into the
+//! same atomic batch as the block, with `M state` (the height the state is at), `M
+//! history` (where the history's last record ends) and `M chainmeta` (the validator
+//! schedule of the next two heights and the last height's set), so a crash leaves the state
+//! and the chain at the same height; history bytes past `M history` (a crash between the
+//! append and the batch) are cut off at the next start ([`Store::recover_history`]).
 
 use super::{enc, prefixed, KvBatch, Store, StoreError, META};
 use basalt_runtime::{StateChanges, StateError, StateStore};
@@ -32,20 +35,72 @@ pub struct ChainMeta {
     pub last_set: Option<ValidatorSet>,
 }
 
-fn undo_prefix(height: u64) -> [u8; 9] {
+fn undo_key(height: u64) -> [u8; 9] {
     super::key(UNDO, height)
 }
 
-/// Bytes of undo entries per piece.
+/// Bytes of undo entries per piece: a read at an old height decodes one piece per height
+/// it walks.
 const UNDO_PIECE: usize = 8 * 1024;
+
+/// A new segment is started once the current one holds this many bytes...
+const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+/// ...or spans this many heights (pruning frees a segment when all of it is pruned, so a
+/// segment is a small part of the retained window under load, and an idle chain does not
+/// make a file per block).
+const SEGMENT_HEIGHTS: u64 = 1_000;
 
 /// One piece of a height's undo record: (key, tagged previous value), sorted by key.
 type UndoPiece = Vec<(Vec<u8>, Vec<u8>)>;
 
-fn undo_key(height: u64, key: &[u8]) -> Vec<u8> {
-    let mut k = undo_prefix(height).to_vec();
-    k.extend_from_slice(key);
-    k
+/// The record's directory: each piece's first key, offset in the record and length.
+type UndoDirectory = Vec<(Vec<u8>, u32, u32)>;
+
+/// Where a height's undo record is: `len` bytes of segment `segment` from `offset`, of
+/// which the last `directory` bytes are its [`UndoDirectory`].
+#[derive(Clone, Copy, Debug, BorshSerialize, BorshDeserialize)]
+struct UndoAt {
+    segment: u64,
+    offset: u64,
+    len: u32,
+    directory: u32,
+}
+
+/// `M history`: the segment the history's last record is in, and where that record ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+struct HistoryEnd {
+    segment: u64,
+    len: u64,
+}
+
+const HISTORY_END: &[u8] = b"history";
+
+/// A height's undo entries as a record: the pieces, then their directory.
+fn undo_record(entries: Vec<(Vec<u8>, Vec<u8>)>) -> (Vec<u8>, u32) {
+    let mut record = Vec::new();
+    let mut directory: UndoDirectory = Vec::new();
+    let mut piece: UndoPiece = Vec::new();
+    let mut piece_bytes = 0;
+    let mut close = |piece: &mut UndoPiece, record: &mut Vec<u8>| {
+        let bytes = enc(&*piece);
+        directory.push((piece[0].0.clone(), record.len() as u32, bytes.len() as u32));
+        record.extend_from_slice(&bytes);
+        piece.clear();
+    };
+    for (key, old) in entries {
+        piece_bytes += key.len() + old.len() + 8;
+        piece.push((key, old));
+        if piece_bytes >= UNDO_PIECE {
+            close(&mut piece, &mut record);
+            piece_bytes = 0;
+        }
+    }
+    if !piece.is_empty() {
+        close(&mut piece, &mut record);
+    }
+    let directory = enc(&directory);
+    record.extend_from_slice(&directory);
+    (record, directory.len() as u32)
 }
 
 fn tagged(value: Option<&[u8]>) -> Vec<u8> {
@@ -103,21 +158,24 @@ impl StoredState {
         }
         loop {
             let top = self.store.state_height()?.unwrap_or(0);
-            let value = match self.undone(key, top)? {
-                Some(v) => v,
-                None => self.latest(key)?,
+            let value = match self.undone(key, top) {
+                Ok(Some(v)) => Ok(v),
+                Ok(None) => self.latest(key),
+                Err(e) => Err(e),
             };
-            // A block stored during the read may have changed the latest value: read again.
-            if self.store.state_height()?.unwrap_or(0) != top {
-                continue;
-            }
-            // Pruned under this read: what it found may be another height's.
+            // Pruned under this read: what it found may be another height's, and a
+            // segment deleted under it is no disk error.
             let earliest = self.store.earliest_state()?;
             if self.height < earliest {
                 return Err(StoreError::Pruned {
                     height: self.height,
                     earliest,
                 });
+            }
+            let value = value?;
+            // A block stored during the read may have changed the latest value: read again.
+            if self.store.state_height()?.unwrap_or(0) != top {
+                continue;
             }
             return Ok(value);
         }
@@ -126,13 +184,25 @@ impl StoredState {
     /// What `key` was at this view's height according to the first undo record above it
     /// (up to `top`); `None` when no later height changed it.
     fn undone(&self, key: &[u8], top: u64) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        let db = &self.store.db;
         for h in self.height.saturating_add(1)..=top {
-            let piece = self.store.db.last_in(&undo_prefix(h), &undo_key(h, key))?;
-            let Some((k, v)) = piece else { continue };
-            let mut entries: UndoPiece = super::decode(&k, &v)?;
+            let Some(at) = self.store.get::<UndoAt>(&undo_key(h))? else {
+                continue;
+            };
+            let name = || format!("state history of height {h}").into_bytes();
+            let dir_at = at.offset + u64::from(at.len.saturating_sub(at.directory));
+            let dir = db.seg_read(at.segment, dir_at, u64::from(at.directory))?;
+            let dir: UndoDirectory = super::decode(&name(), &dir)?;
+            // The last piece whose first key is not above `key`.
+            let i = dir.partition_point(|(first, _, _)| first.as_slice() <= key);
+            let Some((_, offset, len)) = i.checked_sub(1).and_then(|i| dir.get(i)) else {
+                continue;
+            };
+            let piece = db.seg_read(at.segment, at.offset + u64::from(*offset), u64::from(*len))?;
+            let mut entries: UndoPiece = super::decode(&name(), &piece)?;
             if let Ok(at) = entries.binary_search_by(|(e, _)| e.as_slice().cmp(key)) {
                 let (_, old) = entries.swap_remove(at);
-                return untagged(&k, old).map(Some);
+                return untagged(&name(), old).map(Some);
             }
         }
         Ok(None)
@@ -157,28 +227,93 @@ impl Store {
         first: bool,
     ) -> Result<(), StoreError> {
         let latest = self.latest_state();
-        let mut piece: UndoPiece = Vec::new();
-        let mut piece_bytes = 0;
+        let mut undo = Vec::new();
         // Pieces are found by their first key: the entries go in key order.
         let mut sorted: Vec<&(Vec<u8>, Option<Vec<u8>>)> = changes.iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, value) in sorted {
             if !first {
-                let old = tagged(latest.latest(key)?.as_deref());
-                piece_bytes += key.len() + old.len() + 8;
-                piece.push((key.clone(), old));
-                if piece_bytes >= UNDO_PIECE {
-                    batch.insert(undo_key(height, &piece[0].0), enc(&piece));
-                    (piece, piece_bytes) = (Vec::new(), 0);
-                }
+                undo.push((key.clone(), tagged(latest.latest(key)?.as_deref())));
             }
             put_latest(batch, key, value);
         }
-        if let Some((first_key, _)) = piece.first() {
-            batch.insert(undo_key(height, first_key), enc(&piece));
+        if !undo.is_empty() {
+            self.append_history(batch, height, undo)?;
         }
         batch.insert(prefixed(META, b"state"), enc(&height));
         batch.insert(prefixed(META, b"chainmeta"), enc(meta));
+        Ok(())
+    }
+
+    /// Appends `height`'s undo record to the history and syncs it, and adds to `batch`
+    /// where it is (`U height`) and the history's new end (`M history`).
+    fn append_history(
+        &self,
+        batch: &mut KvBatch,
+        height: u64,
+        undo: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let (record, directory) = undo_record(undo);
+        let end = self.get::<HistoryEnd>(&prefixed(META, HISTORY_END))?;
+        let segment = match end {
+            Some(e) if e.len < SEGMENT_BYTES && height - e.segment < SEGMENT_HEIGHTS => e.segment,
+            _ => height,
+        };
+        let offset = self.db.seg_append(segment, &record)?;
+        self.db.seg_sync(segment)?;
+        let at = UndoAt {
+            segment,
+            offset,
+            len: record.len() as u32,
+            directory,
+        };
+        batch.insert(undo_key(height), enc(&at));
+        let end = HistoryEnd {
+            segment,
+            len: offset + record.len() as u64,
+        };
+        batch.insert(prefixed(META, HISTORY_END), enc(&end));
+        Ok(())
+    }
+
+    /// Makes the state history agree with the key space after a crash: bytes past the
+    /// recorded end are cut off, segments started after it and segments wholly below the
+    /// pruned heights are deleted. A history shorter than recorded is corrupt.
+    pub fn recover_history(&self) -> Result<(), StoreError> {
+        let end = self.get::<HistoryEnd>(&prefixed(META, HISTORY_END))?;
+        for (segment, len) in self.db.seg_list()? {
+            match end {
+                Some(e) if segment < e.segment => {}
+                Some(e) if segment == e.segment && len >= e.len => {
+                    if len > e.len {
+                        self.db.seg_truncate(segment, e.len)?;
+                    }
+                }
+                Some(e) if segment == e.segment => {
+                    return Err(StoreError::Corrupt {
+                        key: format!("state history segment {segment}"),
+                        reason: format!("{len} bytes where {} were recorded", e.len),
+                    })
+                }
+                _ => self.db.seg_remove(segment)?,
+            }
+        }
+        let pruned = self.earliest_state()?;
+        if pruned > 0 {
+            self.remove_pruned_segments(pruned)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the segments every height of which is at most `pruned` (a segment ends where
+    /// the next begins; the last one is never deleted).
+    fn remove_pruned_segments(&self, pruned: u64) -> Result<(), StoreError> {
+        let segments = self.db.seg_list()?;
+        for pair in segments.windows(2) {
+            if pair[1].0 <= pruned.saturating_add(1) {
+                self.db.seg_remove(pair[0].0)?;
+            }
+        }
         Ok(())
     }
 
@@ -260,8 +395,8 @@ impl Store {
     }
 
     /// Deletes the undo records no query at `keep_from` or above needs (those of heights up
-    /// to `keep_from`), at most `max_heights` heights of them. Returns the last height
-    /// pruned, if any.
+    /// to `keep_from`), at most `max_heights` heights of them, and the segments that held
+    /// only those. Returns the last height pruned, if any.
     pub fn prune_state(&self, keep_from: u64, max_heights: u64) -> Result<Option<u64>, StoreError> {
         let mark = prefixed(META, b"state_pruned");
         let from: u64 = self.get(&mark)?.unwrap_or(0);
@@ -271,12 +406,14 @@ impl Store {
         }
         let mut batch = KvBatch::default();
         for h in from..=to {
-            for (k, _) in self.db.scan_prefix(&undo_prefix(h))? {
-                batch.remove(k);
-            }
+            batch.remove(undo_key(h));
         }
         batch.insert(mark, enc(&(to + 1)));
         self.db.apply(batch)?;
+        // Durable before the files go: a crash must not leave a record pointing at a
+        // deleted segment for a height that still reads as retained.
+        self.db.flush()?;
+        self.remove_pruned_segments(to)?;
         Ok(Some(to))
     }
 
