@@ -110,7 +110,7 @@ impl Chain {
         let genesis: Arc<Genesis> = genesis.into();
         let genesis_hash = genesis.hash();
         let consensus_hash = Hash::of(&genesis.consensus_params);
-        store.recover_history()?;
+        store.recover_segments()?;
         let last = store.last_height()?;
         let meta = match (store.state_height()?, store.chain_meta()?) {
             (Some(state), Some(meta)) => {

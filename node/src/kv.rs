@@ -5,7 +5,7 @@
 //! simulated crash ([`MemKv::crash`]) loses exactly the unflushed batches, as a power cut
 //! loses what sled had not yet written.
 
-use crate::segments::{FileSegments, MemSegment, Segments};
+use crate::segments::{FileSegments, MemSegment, SegKind, Segments};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -128,26 +128,26 @@ fn reclaim_garbage(writes: usize) {
 }
 
 impl Segments for SledKv {
-    fn seg_append(&self, seg: u64, bytes: &[u8]) -> Result<u64, KvError> {
-        let at = self.files.seg_append(seg, bytes)?;
+    fn seg_append(&self, kind: SegKind, seg: u64, bytes: &[u8]) -> Result<u64, KvError> {
+        let at = self.files.seg_append(kind, seg, bytes)?;
         self.write_done();
         Ok(at)
     }
-    fn seg_sync(&self, seg: u64) -> Result<(), KvError> {
+    fn seg_sync(&self, kind: SegKind, seg: u64) -> Result<(), KvError> {
         self.write_done();
-        self.files.seg_sync(seg)
+        self.files.seg_sync(kind, seg)
     }
-    fn seg_read(&self, seg: u64, offset: u64, len: u64) -> Result<Vec<u8>, KvError> {
-        self.files.seg_read(seg, offset, len)
+    fn seg_read(&self, kind: SegKind, seg: u64, offset: u64, len: u64) -> Result<Vec<u8>, KvError> {
+        self.files.seg_read(kind, seg, offset, len)
     }
-    fn seg_truncate(&self, seg: u64, len: u64) -> Result<(), KvError> {
-        self.files.seg_truncate(seg, len)
+    fn seg_truncate(&self, kind: SegKind, seg: u64, len: u64) -> Result<(), KvError> {
+        self.files.seg_truncate(kind, seg, len)
     }
-    fn seg_remove(&self, seg: u64) -> Result<(), KvError> {
-        self.files.seg_remove(seg)
+    fn seg_remove(&self, kind: SegKind, seg: u64) -> Result<(), KvError> {
+        self.files.seg_remove(kind, seg)
     }
-    fn seg_list(&self) -> Result<Vec<(u64, u64)>, KvError> {
-        self.files.seg_list()
+    fn seg_list(&self, kind: SegKind) -> Result<Vec<(u64, u64)>, KvError> {
+        self.files.seg_list(kind)
     }
 }
 
@@ -234,7 +234,7 @@ struct MemState {
     durable: BTreeMap<Vec<u8>, Vec<u8>>,
     unflushed: Vec<KvBatch>,
     /// The segment files ([`Segments`]), with what of each was synced.
-    segs: BTreeMap<u64, MemSegment>,
+    segs: BTreeMap<(SegKind, u64), MemSegment>,
     /// When set, every read fails (a simulated disk error).
     failing: bool,
     /// Writes (applies and flushes) still to go before an armed power cut.
@@ -327,56 +327,60 @@ impl MemKv {
 }
 
 impl Segments for MemKv {
-    fn seg_append(&self, seg: u64, bytes: &[u8]) -> Result<u64, KvError> {
+    fn seg_append(&self, kind: SegKind, seg: u64, bytes: &[u8]) -> Result<u64, KvError> {
         let mut s = self.state();
         Self::write_allowed(&mut s)?;
-        let seg = s.segs.entry(seg).or_default();
+        let seg = s.segs.entry((kind, seg)).or_default();
         let at = seg.bytes.len() as u64;
         seg.bytes.extend_from_slice(bytes);
         Ok(at)
     }
-    fn seg_sync(&self, seg: u64) -> Result<(), KvError> {
+    fn seg_sync(&self, kind: SegKind, seg: u64) -> Result<(), KvError> {
         let mut s = self.state();
         Self::write_allowed(&mut s)?;
-        let seg = s
+        let g = s
             .segs
-            .get_mut(&seg)
-            .ok_or_else(|| KvError(format!("state history segment {seg}: missing")))?;
-        seg.synced = seg.bytes.len();
+            .get_mut(&(kind, seg))
+            .ok_or_else(|| KvError(format!("{} segment {seg}: missing", kind.name())))?;
+        g.synced = g.bytes.len();
         Ok(())
     }
-    fn seg_read(&self, seg: u64, offset: u64, len: u64) -> Result<Vec<u8>, KvError> {
+    fn seg_read(&self, kind: SegKind, seg: u64, offset: u64, len: u64) -> Result<Vec<u8>, KvError> {
         let s = self.state();
         Self::check(&s)?;
-        let bytes = s.segs.get(&seg).map(|g| g.bytes.as_slice()).unwrap_or(&[]);
+        let bytes = s
+            .segs
+            .get(&(kind, seg))
+            .map(|g| g.bytes.as_slice())
+            .unwrap_or(&[]);
         usize::try_from(offset)
             .ok()
             .zip(usize::try_from(offset.saturating_add(len)).ok())
             .and_then(|(from, to)| bytes.get(from..to))
             .map(<[u8]>::to_vec)
-            .ok_or_else(|| KvError(format!("state history segment {seg}: read past its end")))
+            .ok_or_else(|| KvError(format!("{} segment {seg}: read past its end", kind.name())))
     }
-    fn seg_truncate(&self, seg: u64, len: u64) -> Result<(), KvError> {
+    fn seg_truncate(&self, kind: SegKind, seg: u64, len: u64) -> Result<(), KvError> {
         let mut s = self.state();
         Self::check_power(&s)?;
-        if let Some(g) = s.segs.get_mut(&seg) {
+        if let Some(g) = s.segs.get_mut(&(kind, seg)) {
             g.bytes.truncate(len as usize);
             g.synced = g.synced.min(g.bytes.len());
         }
         Ok(())
     }
-    fn seg_remove(&self, seg: u64) -> Result<(), KvError> {
+    fn seg_remove(&self, kind: SegKind, seg: u64) -> Result<(), KvError> {
         let mut s = self.state();
         Self::check_power(&s)?;
-        s.segs.remove(&seg);
+        s.segs.remove(&(kind, seg));
         Ok(())
     }
-    fn seg_list(&self) -> Result<Vec<(u64, u64)>, KvError> {
+    fn seg_list(&self, kind: SegKind) -> Result<Vec<(u64, u64)>, KvError> {
         let s = self.state();
         Self::check(&s)?;
         Ok(s.segs
-            .iter()
-            .map(|(k, g)| (*k, g.bytes.len() as u64))
+            .range((kind, 0)..=(kind, u64::MAX))
+            .map(|((_, n), g)| (*n, g.bytes.len() as u64))
             .collect())
     }
 }

@@ -4,10 +4,13 @@
 //!
 //! A decided block and everything derived from it go to disk in one atomic batch followed by
 //! one flush: one durable write per block, never one per transaction, and never a block
-//! without its results (or the reverse) after a crash.
+//! without its results (or the reverse) after a crash. The block with its results and the
+//! state's undo record are appended to segment files first (see [`crate::segments`]); the
+//! batch records where they are.
 
 mod cache;
 mod prune;
+mod seglog;
 mod state;
 
 pub use state::{ChainMeta, StoredState};
@@ -20,9 +23,9 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// `B height` → [`BlockAt`]: where the block and its results are.
 const BLOCK: u8 = b'B';
 const COMMIT: u8 = b'C';
-const RESULTS: u8 = b'R';
 const TX: u8 = b'T';
 const EVIDENCE: u8 = b'E';
 const META: u8 = b'M';
@@ -37,14 +40,9 @@ const BLOCK_BY_ID: u8 = b'H';
 const STATE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// The layout this node reads and writes. 1: the layout before the version was recorded
-/// (state rebuilt by replaying blocks); 2: versioned state in the store, its history in
-/// sled; 3: the history in segment files beside sled.
+/// (state rebuilt by replaying blocks); 2: versioned state in the store, its history and
+/// the blocks in sled; 3: the history, blocks and results in segment files beside sled.
 pub const FORMAT_VERSION: u32 = 3;
-
-/// Blocks and their results are stored in pieces of this size (`B height piece`): sled
-/// keeps large values in memory long after writing them (a 600 KB value per block grew a
-/// process by 100 MiB per 300 blocks), while small ones stay within its cache.
-const BLOCK_PIECE: usize = 8 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -197,27 +195,11 @@ pub struct Store {
     index_txs: bool,
 }
 
-/// `prefix height piece`: one piece of a stored block or results.
-fn piece_key(prefix: u8, height: u64, piece: u32) -> [u8; 13] {
-    let mut k = [0u8; 13];
-    k[..9].copy_from_slice(&key(prefix, height));
-    k[9..].copy_from_slice(&piece.to_be_bytes());
-    k
-}
-
-/// Adds to `batch` the removal of every piece under `prefix height`.
-fn remove_pieces(db: &dyn Kv, batch: &mut KvBatch, prefix: u8, height: u64) -> Result<(), KvError> {
-    for (k, _) in db.scan_prefix(&key(prefix, height))? {
-        batch.remove(k);
-    }
-    Ok(())
-}
-
-/// Adds `bytes` to `batch` as pieces of at most [`BLOCK_PIECE`] bytes under `prefix height`.
-fn put_pieces(batch: &mut KvBatch, prefix: u8, height: u64, bytes: &[u8]) {
-    for (i, piece) in bytes.chunks(BLOCK_PIECE).enumerate() {
-        batch.insert(piece_key(prefix, height, i as u32), piece);
-    }
+/// Where a block is in the blocks' segments: its bytes, then its results'.
+#[derive(Clone, Copy, Debug, BorshSerialize, BorshDeserialize)]
+struct BlockAt {
+    at: seglog::RecordAt,
+    block_len: u32,
 }
 
 fn key(prefix: u8, height: u64) -> [u8; 9] {
@@ -286,7 +268,7 @@ impl Store {
                 .open()
             {
                 Ok(db) => {
-                    let kv = SledKv::new(db, dir.join("history")).map_err(StoreError::Db)?;
+                    let kv = SledKv::new(db, dir.to_path_buf()).map_err(StoreError::Db)?;
                     return Ok(Store::on(std::sync::Arc::new(kv)));
                 }
                 Err(sled::Error::Io(e))
@@ -405,24 +387,16 @@ impl Store {
         }
     }
 
-    /// A value stored in pieces with [`put_pieces`].
-    fn get_pieces<T: BorshDeserialize>(
-        &self,
-        prefix: u8,
-        height: u64,
-    ) -> Result<Option<T>, StoreError> {
-        let mut bytes = Vec::new();
-        for (_, piece) in self.db.scan_prefix(&key(prefix, height))? {
-            bytes.extend_from_slice(&piece);
-        }
-        if bytes.is_empty() {
-            return Ok(None);
-        }
-        decode(&key(prefix, height), &bytes).map(Some)
+    fn block_at(&self, height: u64) -> Result<Option<BlockAt>, StoreError> {
+        self.get(&key(BLOCK, height))
     }
 
     pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
-        self.get_pieces(BLOCK, height)
+        let Some(b) = self.block_at(height)? else {
+            return Ok(None);
+        };
+        let bytes = seglog::BLOCKS.read(self, &b.at, 0, b.block_len)?;
+        decode(&key(BLOCK, height), &bytes).map(Some)
     }
 
     pub fn commit(&self, height: u64) -> Result<Option<Commit>, StoreError> {
@@ -430,7 +404,12 @@ impl Store {
     }
 
     pub fn results(&self, height: u64) -> Result<Option<BlockResults>, StoreError> {
-        self.get_pieces(RESULTS, height)
+        let Some(b) = self.block_at(height)? else {
+            return Ok(None);
+        };
+        let len = b.at.len.saturating_sub(b.block_len);
+        let bytes = seglog::BLOCKS.read(self, &b.at, b.block_len, len)?;
+        decode(&key(BLOCK, height), &bytes).map(Some)
     }
 
     pub fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, StoreError> {
@@ -522,10 +501,13 @@ impl Store {
         let mut batch = KvBatch::default();
         self.put_state(&mut batch, h, d.state, d.meta, false)?;
         batch.insert(key(VALSET, h + 2), enc(&d.meta.schedule.next));
-        put_pieces(&mut batch, BLOCK, h, &enc(block));
+        let mut record = enc(block);
+        let block_len = record.len() as u32;
+        record.extend_from_slice(&enc(results));
+        let at = seglog::BLOCKS.append(self, &mut batch, h, &record)?;
+        batch.insert(key(BLOCK, h), enc(&BlockAt { at, block_len }));
         batch.insert(prefixed(BLOCK_BY_ID, block.id().0.as_bytes()), enc(&h));
         batch.insert(key(COMMIT, h), enc(commit));
-        put_pieces(&mut batch, RESULTS, h, &enc(results));
         self.db.apply(batch)?;
         self.cache.write_through(d.state);
         Ok(())
@@ -534,9 +516,8 @@ impl Store {
     /// MiB held per kind of record (by key prefix), for benchmarks and operators.
     pub fn usage_mib(&self) -> Result<BTreeMap<String, f64>, StoreError> {
         let name = |b: u8| match b {
-            BLOCK => "blocks",
+            BLOCK => "block locations",
             COMMIT => "commits",
-            RESULTS => "results",
             TX | INDEX => "tx index",
             BLOCK_BY_ID => "block ids",
             VALSET => "validator sets",
@@ -548,8 +529,11 @@ impl Store {
         for (b, (_, bytes)) in self.db.usage()? {
             *out.entry(name(b).to_string()).or_insert(0.0) += bytes as f64 / 1048576.0;
         }
-        for (_, bytes) in self.db.seg_list()? {
-            *out.entry(name(state::UNDO).to_string()).or_insert(0.0) += bytes as f64 / 1048576.0;
+        for (log, what) in [
+            (&seglog::HISTORY, "state history"),
+            (&seglog::BLOCKS, "blocks and results"),
+        ] {
+            *out.entry(what.to_string()).or_insert(0.0) += log.bytes(self)? as f64 / 1048576.0;
         }
         Ok(out)
     }
@@ -582,6 +566,22 @@ impl Store {
         batch.insert(prefixed(META, b"indexed"), enc(&to));
         self.db.apply(batch)?;
         Ok(Some(to))
+    }
+
+    /// Makes the segment files agree with the key space after a crash (see
+    /// [`seglog::SegLog::recover`]) and deletes the segments pruning left behind. Run at
+    /// every start, before anything is read.
+    pub fn recover_segments(&self) -> Result<(), StoreError> {
+        seglog::HISTORY.recover(self)?;
+        seglog::BLOCKS.recover(self)?;
+        let pruned = self.earliest_state()?;
+        if pruned > 0 {
+            seglog::HISTORY.remove_through(self, pruned)?;
+        }
+        if let Some(earliest) = self.earliest_height()? {
+            seglog::BLOCKS.remove_through(self, earliest.saturating_sub(1))?;
+        }
+        Ok(())
     }
 
     /// Writes everything to disk (graceful shutdown; blocks are flushed as they are saved).

@@ -1,10 +1,11 @@
-//! Pruning: blocks below the retained window go with everything stored for them (pieces,
-//! commit, results, id, validator set, transaction index entries), in bounded batches, and
-//! the store records the earliest height it still has.
+//! Pruning: blocks below the retained window go with everything stored for them (location,
+//! commit, id, validator set, transaction index entries), in bounded batches, and the store
+//! records the earliest height it still has; the blocks' segments go once all of a
+//! segment's heights are pruned.
 
 use super::{
-    event_attributes, index_key, key, prefixed, remove_pieces, KvBatch, Store, StoreError, BLOCK,
-    BLOCK_BY_ID, COMMIT, META, RESULTS, TX, VALSET,
+    event_attributes, index_key, key, prefixed, seglog, KvBatch, Store, StoreError, BLOCK,
+    BLOCK_BY_ID, COMMIT, META, TX, VALSET,
 };
 
 impl Store {
@@ -45,13 +46,15 @@ impl Store {
                     }
                 }
             }
-            remove_pieces(&*self.db, &mut batch, BLOCK, h)?;
-            remove_pieces(&*self.db, &mut batch, RESULTS, h)?;
+            batch.remove(key(BLOCK, h));
             batch.remove(key(COMMIT, h));
             batch.remove(key(VALSET, h));
         }
         batch.insert(prefixed(META, b"earliest"), super::enc(&to));
         self.db.apply(batch)?;
+        // Durable before the files go (see `Store::prune_state`).
+        self.db.flush()?;
+        seglog::BLOCKS.remove_through(self, to - 1)?;
         Ok(to - from)
     }
 }

@@ -6,18 +6,18 @@
 //! undo record of a height says what each key it wrote was before (a one-byte tag, then
 //! the bytes; tag 0: absent), sorted by key and cut into pieces of about [`UNDO_PIECE`]
 //! bytes followed by a directory of the pieces' first keys. Records are appended to the
-//! state history's [`Segments`](crate::segments) (not sled: see there why), synced, and
-//! found through `U height` → [`UndoAt`]; a segment takes heights until it holds
-//! [`SEGMENT_BYTES`] or spans [`SEGMENT_HEIGHTS`], and pruning deletes it whole once every
-//! height in it is pruned. The state as of height h answers a key with the first undo entry
+//! state history's segments ([`seglog::HISTORY`]; not sled: see [`crate::segments`] why),
+//! synced, and found through `U height` → [`UndoAt`]; pruning deletes a segment whole once
+//! every height in it is pruned. The state as of height h answers a key with the first undo entry
 //! above h (per height walked: its directory, then one piece and a binary search), or with
 //! its latest value when no later height changed it. A block's state writes go into the
 //! same atomic batch as the block, with `M state` (the height the state is at), `M
 //! history` (where the history's last record ends) and `M chainmeta` (the validator
 //! schedule of the next two heights and the last height's set), so a crash leaves the state
 //! and the chain at the same height; history bytes past `M history` (a crash between the
-//! append and the batch) are cut off at the next start ([`Store::recover_history`]).
+//! append and the batch) are cut off at the next start ([`Store::recover_segments`]).
 
+use super::seglog::{RecordAt, HISTORY};
 use super::{enc, prefixed, KvBatch, Store, StoreError, META};
 use basalt_runtime::{StateChanges, StateError, StateStore};
 use basalt_staking::{ValidatorSchedule, ValidatorSet};
@@ -43,37 +43,19 @@ fn undo_key(height: u64) -> [u8; 9] {
 /// it walks.
 const UNDO_PIECE: usize = 8 * 1024;
 
-/// A new segment is started once the current one holds this many bytes...
-const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
-/// ...or spans this many heights (pruning frees a segment when all of it is pruned, so a
-/// segment is a small part of the retained window under load, and an idle chain does not
-/// make a file per block).
-const SEGMENT_HEIGHTS: u64 = 1_000;
-
 /// One piece of a height's undo record: (key, tagged previous value), sorted by key.
 type UndoPiece = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The record's directory: each piece's first key, offset in the record and length.
 type UndoDirectory = Vec<(Vec<u8>, u32, u32)>;
 
-/// Where a height's undo record is: `len` bytes of segment `segment` from `offset`, of
-/// which the last `directory` bytes are its [`UndoDirectory`].
+/// Where a height's undo record is, and how many of its last bytes are its
+/// [`UndoDirectory`].
 #[derive(Clone, Copy, Debug, BorshSerialize, BorshDeserialize)]
 struct UndoAt {
-    segment: u64,
-    offset: u64,
-    len: u32,
+    at: RecordAt,
     directory: u32,
 }
-
-/// `M history`: the segment the history's last record is in, and where that record ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-struct HistoryEnd {
-    segment: u64,
-    len: u64,
-}
-
-const HISTORY_END: &[u8] = b"history";
 
 /// A height's undo entries as a record: the pieces, then their directory.
 fn undo_record(entries: Vec<(Vec<u8>, Vec<u8>)>) -> (Vec<u8>, u32) {
@@ -184,21 +166,21 @@ impl StoredState {
     /// What `key` was at this view's height according to the first undo record above it
     /// (up to `top`); `None` when no later height changed it.
     fn undone(&self, key: &[u8], top: u64) -> Result<Option<Option<Vec<u8>>>, StoreError> {
-        let db = &self.store.db;
+        let store = &self.store;
         for h in self.height.saturating_add(1)..=top {
-            let Some(at) = self.store.get::<UndoAt>(&undo_key(h))? else {
+            let Some(undo) = store.get::<UndoAt>(&undo_key(h))? else {
                 continue;
             };
             let name = || format!("state history of height {h}").into_bytes();
-            let dir_at = at.offset + u64::from(at.len.saturating_sub(at.directory));
-            let dir = db.seg_read(at.segment, dir_at, u64::from(at.directory))?;
+            let dir_from = undo.at.len.saturating_sub(undo.directory);
+            let dir = HISTORY.read(store, &undo.at, dir_from, undo.directory)?;
             let dir: UndoDirectory = super::decode(&name(), &dir)?;
             // The last piece whose first key is not above `key`.
             let i = dir.partition_point(|(first, _, _)| first.as_slice() <= key);
             let Some((_, offset, len)) = i.checked_sub(1).and_then(|i| dir.get(i)) else {
                 continue;
             };
-            let piece = db.seg_read(at.segment, at.offset + u64::from(*offset), u64::from(*len))?;
+            let piece = HISTORY.read(store, &undo.at, *offset, *len)?;
             let mut entries: UndoPiece = super::decode(&name(), &piece)?;
             if let Ok(at) = entries.binary_search_by(|(e, _)| e.as_slice().cmp(key)) {
                 let (_, old) = entries.swap_remove(at);
@@ -246,7 +228,7 @@ impl Store {
     }
 
     /// Appends `height`'s undo record to the history and syncs it, and adds to `batch`
-    /// where it is (`U height`) and the history's new end (`M history`).
+    /// where it is (`U height`) and the history's new end.
     fn append_history(
         &self,
         batch: &mut KvBatch,
@@ -254,66 +236,8 @@ impl Store {
         undo: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
         let (record, directory) = undo_record(undo);
-        let end = self.get::<HistoryEnd>(&prefixed(META, HISTORY_END))?;
-        let segment = match end {
-            Some(e) if e.len < SEGMENT_BYTES && height - e.segment < SEGMENT_HEIGHTS => e.segment,
-            _ => height,
-        };
-        let offset = self.db.seg_append(segment, &record)?;
-        self.db.seg_sync(segment)?;
-        let at = UndoAt {
-            segment,
-            offset,
-            len: record.len() as u32,
-            directory,
-        };
-        batch.insert(undo_key(height), enc(&at));
-        let end = HistoryEnd {
-            segment,
-            len: offset + record.len() as u64,
-        };
-        batch.insert(prefixed(META, HISTORY_END), enc(&end));
-        Ok(())
-    }
-
-    /// Makes the state history agree with the key space after a crash: bytes past the
-    /// recorded end are cut off, segments started after it and segments wholly below the
-    /// pruned heights are deleted. A history shorter than recorded is corrupt.
-    pub fn recover_history(&self) -> Result<(), StoreError> {
-        let end = self.get::<HistoryEnd>(&prefixed(META, HISTORY_END))?;
-        for (segment, len) in self.db.seg_list()? {
-            match end {
-                Some(e) if segment < e.segment => {}
-                Some(e) if segment == e.segment && len >= e.len => {
-                    if len > e.len {
-                        self.db.seg_truncate(segment, e.len)?;
-                    }
-                }
-                Some(e) if segment == e.segment => {
-                    return Err(StoreError::Corrupt {
-                        key: format!("state history segment {segment}"),
-                        reason: format!("{len} bytes where {} were recorded", e.len),
-                    })
-                }
-                _ => self.db.seg_remove(segment)?,
-            }
-        }
-        let pruned = self.earliest_state()?;
-        if pruned > 0 {
-            self.remove_pruned_segments(pruned)?;
-        }
-        Ok(())
-    }
-
-    /// Deletes the segments every height of which is at most `pruned` (a segment ends where
-    /// the next begins; the last one is never deleted).
-    fn remove_pruned_segments(&self, pruned: u64) -> Result<(), StoreError> {
-        let segments = self.db.seg_list()?;
-        for pair in segments.windows(2) {
-            if pair[1].0 <= pruned.saturating_add(1) {
-                self.db.seg_remove(pair[0].0)?;
-            }
-        }
+        let at = HISTORY.append(self, batch, height, &record)?;
+        batch.insert(undo_key(height), enc(&UndoAt { at, directory }));
         Ok(())
     }
 
@@ -413,7 +337,7 @@ impl Store {
         // Durable before the files go: a crash must not leave a record pointing at a
         // deleted segment for a height that still reads as retained.
         self.db.flush()?;
-        self.remove_pruned_segments(to)?;
+        HISTORY.remove_through(self, to)?;
         Ok(Some(to))
     }
 

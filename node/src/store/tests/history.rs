@@ -2,6 +2,7 @@
 //! crash between a record's append and the batch that records it.
 
 use super::*;
+use crate::segments::SegKind::History;
 use basalt_runtime::StateStore;
 
 /// 300 keys of 100 bytes each: a ~33 KB undo record per height.
@@ -26,7 +27,7 @@ fn segments_rotate_and_pruning_deletes_whole_files() {
     for h in 1..=1_200u64 {
         save_with(&s, &block(h), vec![TxOutcome::default()], changes(h));
     }
-    let before = s.db.seg_list().unwrap();
+    let before = s.db.seg_list(History).unwrap();
     assert!(before.len() >= 3, "segments: {before:?}");
     assert_eq!(
         before[0].0, 1,
@@ -35,7 +36,7 @@ fn segments_rotate_and_pruning_deletes_whole_files() {
     assert!(before.iter().all(|(_, len)| *len <= SEGMENT_LIMIT_BYTES));
     // Keep 1,100 and up: every segment that ends at or below 1,100 goes.
     while s.prune_state(1_100, 250).unwrap().is_some() {}
-    let after = s.db.seg_list().unwrap();
+    let after = s.db.seg_list(History).unwrap();
     assert!(after.len() < before.len(), "{before:?} → {after:?}");
     let first_kept = after[0].0;
     assert!(
@@ -67,19 +68,20 @@ fn a_crash_between_append_and_batch_is_cut_off_at_the_next_start() {
     for h in 1..=3u64 {
         save_with(&s, &block(h), vec![TxOutcome::default()], changes(h));
     }
-    let recorded = s.db.seg_list().unwrap();
+    let recorded = s.db.seg_list(History).unwrap();
     // Height 4's record reached the file, its batch did not (the power went out between),
     // and a half-written segment of a later height exists too.
-    s.db.seg_append(recorded[0].0, b"height 4, never recorded")
+    s.db.seg_append(History, recorded[0].0, b"height 4, never recorded")
         .unwrap();
-    s.db.seg_sync(recorded[0].0).unwrap();
-    s.db.seg_append(9, b"a segment nobody recorded").unwrap();
-    s.db.seg_sync(9).unwrap();
+    s.db.seg_sync(History, recorded[0].0).unwrap();
+    s.db.seg_append(History, 9, b"a segment nobody recorded")
+        .unwrap();
+    s.db.seg_sync(History, 9).unwrap();
     kv.crash();
     let s = Store::in_memory(&kv);
-    s.recover_history().unwrap();
+    s.recover_segments().unwrap();
     assert_eq!(
-        s.db.seg_list().unwrap(),
+        s.db.seg_list(History).unwrap(),
         recorded,
         "back to what the store recorded"
     );
@@ -89,8 +91,47 @@ fn a_crash_between_append_and_batch_is_cut_off_at_the_next_start() {
         assert_eq!(value_at(&s, h, 7).unwrap()[4], h as u8, "at {h}");
     }
     // A history shorter than recorded is corrupt, said so.
-    let (seg, len) = s.db.seg_list().unwrap()[0];
-    s.db.seg_truncate(seg, len - 1).unwrap();
-    let err = s.recover_history().unwrap_err().to_string();
-    assert!(err.contains("state history segment"), "{err}");
+    let (seg, len) = s.db.seg_list(History).unwrap()[0];
+    s.db.seg_truncate(History, seg, len - 1).unwrap();
+    let err = s.recover_segments().unwrap_err().to_string();
+    assert!(err.contains("history segment"), "{err}");
+}
+
+#[test]
+fn blocks_live_in_segments_that_block_pruning_frees() {
+    use crate::segments::SegKind::Blocks;
+    let kv = MemKv::default();
+    let s = Store::in_memory(&kv);
+    // 1 MiB blocks: a 32 MiB segment holds ~32 of them.
+    let big = |h: u64| {
+        let mut b = block(h);
+        b.txs = vec![vec![h as u8; 1024 * 1024]];
+        b
+    };
+    for h in 1..=100u64 {
+        save(&s, &big(h), vec![TxOutcome::default()]);
+    }
+    let before = s.db.seg_list(Blocks).unwrap();
+    assert!(before.len() >= 3, "segments: {before:?}");
+    assert_eq!(s.block(57).unwrap().unwrap(), big(57));
+    assert_eq!(s.results(57).unwrap().unwrap().height, 57);
+    while s.prune_blocks(80, 7).unwrap() > 0 {}
+    assert_eq!(s.earliest_height().unwrap(), Some(80));
+    let after = s.db.seg_list(Blocks).unwrap();
+    assert!(after.len() < before.len(), "{before:?} → {after:?}");
+    assert!(after[0].0 <= 80, "height 80 is kept: {after:?}");
+    assert_eq!(s.block(80).unwrap().unwrap(), big(80));
+    assert_eq!(s.block(79).unwrap(), None, "pruned");
+    // A block appended whose batch was lost: cut off, and the next block goes after 100.
+    let (last, _) = *after.last().unwrap();
+    s.db.seg_append(Blocks, last, b"a block never recorded")
+        .unwrap();
+    s.db.seg_sync(Blocks, last).unwrap();
+    kv.crash();
+    let s = Store::in_memory(&kv);
+    s.recover_segments().unwrap();
+    assert_eq!(s.db.seg_list(Blocks).unwrap(), after);
+    save(&s, &big(101), vec![TxOutcome::default()]);
+    assert_eq!(s.block(101).unwrap().unwrap(), big(101));
+    assert_eq!(s.block(100).unwrap().unwrap(), big(100));
 }
