@@ -62,10 +62,16 @@ fn io(kind: SegKind, what: &str, seg: u64, e: std::io::Error) -> KvError {
     KvError(format!("{} segment {seg}: {what}: {e}", kind.name()))
 }
 
+/// Open files kept at most: a long unpruned chain has hundreds of block segments, and a
+/// process has about a thousand descriptors (a handle dropped here stays valid for a read
+/// that holds it).
+const OPEN_FILES: usize = 32;
+
 /// Segments as files `<dir>/<kind>/<number>.seg`.
 pub struct FileSegments {
     dir: PathBuf,
-    /// Open handles (reads come from RPC threads while blocks are appended).
+    /// Open handles (reads come from RPC threads while blocks are appended), at most
+    /// [`OPEN_FILES`]: the oldest segments' go first.
     open: Mutex<BTreeMap<(SegKind, u64), Arc<File>>>,
 }
 
@@ -111,7 +117,19 @@ impl FileSegments {
                 .map_err(|e| io(kind, "sync directory", seg, e))?;
         }
         let file = Arc::new(file);
-        self.handles().insert((kind, seg), file.clone());
+        let mut open = self.handles();
+        while open.len() >= OPEN_FILES {
+            let Some(oldest) = open
+                .keys()
+                .find(|k| k.0 == kind)
+                .or(open.keys().next())
+                .copied()
+            else {
+                break;
+            };
+            open.remove(&oldest);
+        }
+        open.insert((kind, seg), file.clone());
         Ok(file)
     }
 }
@@ -207,5 +225,22 @@ mod tests {
         assert_eq!(again.seg_read(History, 7, 0, 5).unwrap(), b"hello");
         assert!(again.seg_read(History, 12, 0, 1).is_err(), "removed");
         assert_eq!(again.seg_read(Blocks, 7, 0, 5).unwrap(), b"block");
+    }
+
+    #[test]
+    fn open_files_stay_bounded_and_every_segment_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileSegments::new(dir.path().to_path_buf()).unwrap();
+        let n = OPEN_FILES as u64 * 3;
+        for seg in 0..n {
+            s.seg_append(SegKind::Blocks, seg, &seg.to_le_bytes())
+                .unwrap();
+        }
+        assert!(s.handles().len() <= OPEN_FILES);
+        for seg in (0..n).rev() {
+            let bytes = s.seg_read(SegKind::Blocks, seg, 0, 8).unwrap();
+            assert_eq!(bytes, seg.to_le_bytes());
+        }
+        assert!(s.handles().len() <= OPEN_FILES);
     }
 }

@@ -222,21 +222,22 @@ impl Runtime {
         };
         let accounts = &genesis.app_state.accounts;
         // (first four bytes of the key's hash, index): the order only needs to group
-        // buckets, and a whole hash would cost 40 MiB for a million accounts.
-        let mut order: Vec<(u32, usize)> = accounts
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let h = Hash::digest(&keys::account(&a.address));
-                let prefix = u32::from_be_bytes([h.0[0], h.0[1], h.0[2], h.0[3]]);
-                (prefix, i)
-            })
-            .collect();
+        // buckets, and a whole hash (or a `usize` index) would cost 40 (or 8) MiB more for
+        // a million accounts, at the first start's peak.
+        let index = |i: usize| {
+            u32::try_from(i).map_err(|_| GenesisError::Params("more than 2^32 accounts".into()))
+        };
+        let mut order: Vec<(u32, u32)> = Vec::with_capacity(accounts.len());
+        for (i, a) in accounts.iter().enumerate() {
+            let h = Hash::digest(&keys::account(&a.address));
+            let prefix = u32::from_be_bytes([h.0[0], h.0[1], h.0[2], h.0[3]]);
+            order.push((prefix, index(i)?));
+        }
         order.sort_unstable();
         let mut pieces = order.chunks(piece.max(1)).peekable();
         loop {
             for (_, i) in pieces.next().unwrap_or_default() {
-                let a = &accounts[*i];
+                let a = &accounts[*i as usize];
                 let account = Account {
                     balance: a.balance,
                     nonce: 0,

@@ -391,12 +391,27 @@ impl Store {
         self.get(&key(BLOCK, height))
     }
 
-    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+    /// `part` of the block record of `height` (its block or its results); `None` for a
+    /// height not stored, or pruned while this read ran (its segment may be gone).
+    fn block_part(
+        &self,
+        height: u64,
+        part: impl Fn(&BlockAt) -> (u32, u32),
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(b) = self.block_at(height)? else {
             return Ok(None);
         };
-        let bytes = seglog::BLOCKS.read(self, &b.at, 0, b.block_len)?;
-        decode(&key(BLOCK, height), &bytes).map(Some)
+        let (from, len) = part(&b);
+        match seglog::BLOCKS.read(self, &b.at, from, len) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(_) if self.earliest_height()?.is_some_and(|e| height < e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        let bytes = self.block_part(height, |b| (0, b.block_len))?;
+        bytes.map(|b| decode(&key(BLOCK, height), &b)).transpose()
     }
 
     pub fn commit(&self, height: u64) -> Result<Option<Commit>, StoreError> {
@@ -404,12 +419,10 @@ impl Store {
     }
 
     pub fn results(&self, height: u64) -> Result<Option<BlockResults>, StoreError> {
-        let Some(b) = self.block_at(height)? else {
-            return Ok(None);
-        };
-        let len = b.at.len.saturating_sub(b.block_len);
-        let bytes = seglog::BLOCKS.read(self, &b.at, b.block_len, len)?;
-        decode(&key(BLOCK, height), &bytes).map(Some)
+        let bytes = self.block_part(height, |b| {
+            (b.block_len, b.at.len.saturating_sub(b.block_len))
+        })?;
+        bytes.map(|b| decode(&key(BLOCK, height), &b)).transpose()
     }
 
     pub fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, StoreError> {
