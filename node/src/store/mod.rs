@@ -44,6 +44,10 @@ const STATE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// the blocks in sled; 3: the history, blocks and results in segment files beside sled.
 pub const FORMAT_VERSION: u32 = 3;
 
+/// The index writes after which [`Store::index_next`] ends its batch (at least one block
+/// goes in whatever its size).
+const INDEX_BATCH_WRITES: usize = 8_192;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database {path}: {source}")]
@@ -569,11 +573,17 @@ impl Store {
         if from > last {
             return Ok(None);
         }
-        let to = last.min(from + max_blocks.max(1) - 1);
+        let mut to = from;
         let mut batch = KvBatch::default();
-        for h in from..=to {
+        for h in from..=last.min(from + max_blocks.max(1) - 1) {
             if let (Some(block), Some(results)) = (self.block(h)?, self.results(h)?) {
                 index_block(&mut batch, &block, &results);
+            }
+            to = h;
+            // sled holds every page a batch replaces until the batch ends (see
+            // `kv::reclaim_garbage`): 64 saturated blocks would be ~700,000 writes at once.
+            if batch.ops.len() >= INDEX_BATCH_WRITES {
+                break;
             }
         }
         batch.insert(prefixed(META, b"indexed"), enc(&to));

@@ -339,3 +339,27 @@ fn a_height_that_wrote_many_keys_reads_back_through_its_undo_pieces() {
 }
 
 mod history;
+
+#[test]
+fn the_indexer_ends_a_batch_after_a_bounded_number_of_writes() {
+    // Saved without indexing, indexed afterwards as the indexer's thread does.
+    let s = Store::in_memory(&MemKv::default()).without_tx_index();
+    let tx = |h: u64, i: u32| [h.to_le_bytes().as_slice(), &i.to_le_bytes()].concat();
+    for h in 1..=3u64 {
+        let mut b = block(h);
+        b.txs = (0..5_000u32).map(|i| tx(h, i)).collect();
+        save(&s, &b, vec![TxOutcome::default(); 5_000]);
+    }
+    assert_eq!(
+        s.index_next(64).unwrap(),
+        Some(2),
+        "two blocks: 10,000 writes"
+    );
+    assert_eq!(s.indexed_height().unwrap(), 2);
+    assert_eq!(s.index_next(64).unwrap(), Some(3));
+    assert_eq!(s.index_next(64).unwrap(), None, "nothing left");
+    for (h, i) in [(1u64, 0u32), (2, 2_500), (3, 4_999)] {
+        let found = s.tx(&basalt_runtime::tx_hash(&tx(h, i))).unwrap().unwrap();
+        assert_eq!((found.height, found.index), (h, i));
+    }
+}
