@@ -6,11 +6,11 @@
 //! undo record of a height says what each key it wrote was before (a one-byte tag, then
 //! the bytes; tag 0: absent), sorted by key and cut into pieces of about [`UNDO_PIECE`]
 //! bytes followed by a directory of the pieces' first keys. Records are appended to the
-//! state history's segments ([`seglog::HISTORY`]; not sled: see [`crate::segments`] why),
-//! synced, and found through `U height` → [`UndoAt`]; pruning deletes a segment whole once
-//! every height in it is pruned. The state as of height h answers a key with the first undo entry
-//! above h (per height walked: its directory, then one piece and a binary search), or with
-//! its latest value when no later height changed it. A block's state writes go into the
+//! state history's segments ([`HISTORY`]; not sled: see [`crate::segments`] why), synced,
+//! and found through `U height` → [`UndoAt`]; pruning deletes a segment whole once every
+//! height in it is pruned. The state as of height h answers a key with the first undo
+//! entry above h (per height walked: its directory, then one piece and a binary search), or
+//! with its latest value when no later height changed it. A block's state writes go into the
 //! same atomic batch as the block, with `M state` (the height the state is at), `M
 //! history` (where the history's last record ends) and `M chainmeta` (the validator
 //! schedule of the next two heights and the last height's set), so a crash leaves the state
