@@ -78,7 +78,8 @@ pub struct SledKv {
 }
 
 impl SledKv {
-    /// sled's database with the state history's segment files in `segments`.
+    /// sled's database, with the segment files (one directory per [`SegKind`]) under
+    /// `segments`.
     pub fn new(db: sled::Db, segments: std::path::PathBuf) -> Result<SledKv, KvError> {
         Ok(SledKv {
             db,
@@ -88,9 +89,10 @@ impl SledKv {
         })
     }
 
-    /// Counts one write (an applied batch, a flush, an append or a sync) and, in a build with the `failpoints`
-    /// feature whose `BASALT_DIE_AT_WRITE` reached zero, ends the process there as a power
-    /// cut would: after a batch was applied and before it was flushed, or before a flush.
+    /// Counts one write (an applied batch, a flush, a segment append or sync) and, in a build
+    /// with the `failpoints` feature whose `BASALT_DIE_AT_WRITE` reached zero, ends the
+    /// process there as a power cut would: after a batch was applied and before it was
+    /// flushed, before a flush, or after a segment append that no batch records yet.
     fn write_done(&self) {
         #[cfg(feature = "failpoints")]
         if let Some(left) = &self.die_at_write {
