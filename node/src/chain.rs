@@ -165,9 +165,8 @@ impl Chain {
         };
         if let Some(h) = last {
             let missing = || ChainError::MissingBlock { height: h };
-            let block = store.block(h)?.ok_or_else(missing)?;
+            let (block, results) = store.block_with_results(h)?.ok_or_else(missing)?;
             let commit = store.commit(h)?.ok_or_else(missing)?;
-            let results = store.results(h)?.ok_or_else(missing)?;
             if results.app_hash != chain.runtime.app_hash() {
                 return Err(ChainError::StoredAppHash {
                     height: h,

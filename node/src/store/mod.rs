@@ -395,19 +395,20 @@ impl Store {
         self.get(&key(BLOCK, height))
     }
 
-    /// `part` of the block record of `height` (its block or its results); `None` for a
-    /// height not stored, or pruned while this read ran (its segment may be gone).
+    /// `part` of the block record of `height` (its block, its results or both), with where
+    /// the record is; `None` for a height not stored, or pruned while this read ran (its
+    /// segment may be gone).
     fn block_part(
         &self,
         height: u64,
         part: impl Fn(&BlockAt) -> (u32, u32),
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    ) -> Result<Option<(BlockAt, Vec<u8>)>, StoreError> {
         let Some(b) = self.block_at(height)? else {
             return Ok(None);
         };
         let (from, len) = part(&b);
         match seglog::BLOCKS.read(self, &b.at, from, len) {
-            Ok(bytes) => Ok(Some(bytes)),
+            Ok(bytes) => Ok(Some((b, bytes))),
             Err(_) if self.earliest_height()?.is_some_and(|e| height < e) => Ok(None),
             Err(e) => Err(e),
         }
@@ -415,7 +416,9 @@ impl Store {
 
     pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
         let bytes = self.block_part(height, |b| (0, b.block_len))?;
-        bytes.map(|b| decode(&key(BLOCK, height), &b)).transpose()
+        bytes
+            .map(|(_, b)| decode(&key(BLOCK, height), &b))
+            .transpose()
     }
 
     pub fn commit(&self, height: u64) -> Result<Option<Commit>, StoreError> {
@@ -426,7 +429,23 @@ impl Store {
         let bytes = self.block_part(height, |b| {
             (b.block_len, b.at.len.saturating_sub(b.block_len))
         })?;
-        bytes.map(|b| decode(&key(BLOCK, height), &b)).transpose()
+        bytes
+            .map(|(_, b)| decode(&key(BLOCK, height), &b))
+            .transpose()
+    }
+
+    /// The block of `height` and its results, from one read of their record (for callers
+    /// that need both: the indexer, pruning, transaction records, the start).
+    pub fn block_with_results(
+        &self,
+        height: u64,
+    ) -> Result<Option<(Block, BlockResults)>, StoreError> {
+        let Some((at, bytes)) = self.block_part(height, |b| (0, b.at.len))? else {
+            return Ok(None);
+        };
+        let k = key(BLOCK, height);
+        let (block, results) = bytes.split_at((at.block_len as usize).min(bytes.len()));
+        Ok(Some((decode(&k, block)?, decode(&k, results)?)))
     }
 
     pub fn tx(&self, hash: &Hash) -> Result<Option<TxRecord>, StoreError> {
@@ -463,8 +482,9 @@ impl Store {
         let mut current: Option<(u64, Block, BlockResults)> = None;
         for (hash, at) in located {
             if current.as_ref().map(|c| c.0) != Some(at.height) {
-                let block = self.block(at.height)?.ok_or_else(|| corrupt(at))?;
-                let results = self.results(at.height)?.ok_or_else(|| corrupt(at))?;
+                let (block, results) = self
+                    .block_with_results(at.height)?
+                    .ok_or_else(|| corrupt(at))?;
                 current = Some((at.height, block, results));
             }
             let record = current.as_ref().and_then(|(_, block, results)| {
@@ -576,7 +596,7 @@ impl Store {
         let mut to = from;
         let mut batch = KvBatch::default();
         for h in from..=last.min(from + max_blocks.max(1) - 1) {
-            if let (Some(block), Some(results)) = (self.block(h)?, self.results(h)?) {
+            if let Some((block, results)) = self.block_with_results(h)? {
                 index_block(&mut batch, &block, &results);
             }
             to = h;

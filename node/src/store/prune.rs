@@ -33,13 +33,11 @@ impl Store {
         }
         let mut batch = KvBatch::default();
         for h in from..to {
-            if let Some(block) = self.block(h)? {
+            if let Some((block, results)) = self.block_with_results(h)? {
                 batch.remove(prefixed(BLOCK_BY_ID, block.id().0.as_bytes()));
                 for tx in &block.txs {
                     batch.remove(prefixed(TX, basalt_runtime::tx_hash(tx).as_bytes()));
                 }
-            }
-            if let Some(results) = self.results(h)? {
                 for outcome in &results.txs {
                     for (k, v) in event_attributes(&outcome.events) {
                         batch.remove(index_key(&k, &v, h));

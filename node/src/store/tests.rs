@@ -223,6 +223,15 @@ fn pruned_blocks_take_everything_stored_for_them_in_bounded_steps() {
         assert_eq!(s.block(h).unwrap().is_some(), kept, "block {h}");
         assert_eq!(s.commit(h).unwrap().is_some(), kept, "commit {h}");
         assert_eq!(s.results(h).unwrap().is_some(), kept, "results {h}");
+        if kept {
+            let both = s.block_with_results(h).unwrap().unwrap();
+            assert_eq!(
+                both,
+                (s.block(h).unwrap().unwrap(), s.results(h).unwrap().unwrap())
+            );
+        } else {
+            assert!(s.block_with_results(h).unwrap().is_none(), "pruned {h}");
+        }
         assert_eq!(s.height_of(&b.id()).unwrap().is_some(), kept, "id {h}");
         let hash = basalt_runtime::tx_hash(&b.txs[0]);
         assert_eq!(s.tx(&hash).unwrap().is_some(), kept, "tx of {h}");
