@@ -1,6 +1,7 @@
 //! Append-only segment files beside the key space, for what is written once per height and
-//! deleted oldest-first: block bodies with their results, and the state history (each
-//! height's undo record).
+//! deleted oldest-first: block bodies with their results, the state history (each
+//! height's undo record), and the latest values of the state's Merkle tree (compacted by
+//! copying the live ones forward, see `store::tree_log`).
 //!
 //! Why not sled: in sled that insert-then-delete FIFO left the deleted pages' space to its
 //! segment cleaner, which fell behind: with 1,000,000 accounts and `retain_blocks = 1000`
@@ -9,7 +10,8 @@
 //! appended to the current file of its [`SegKind`], found by its offset (kept in the key
 //! space), and pruning deletes whole files: the space comes back at once.
 //!
-//! A segment is named by a number (the first height written to it). Appended bytes become
+//! A segment is named by a number (the first height written to it; for the tree, a
+//! sequence number). Appended bytes become
 //! durable at [`Segments::seg_sync`]; the store syncs before it applies the batch that
 //! records where they are, so the key space never points past what is on disk, and a crash
 //! in between leaves bytes past the recorded end, which the store cuts off when it opens.
@@ -28,16 +30,19 @@ pub enum SegKind {
     History,
     /// Each height's block and results (kept for `[storage] retain_blocks` heights).
     Blocks,
+    /// The latest values of the state's Merkle buckets and nodes, compacted by the store.
+    Tree,
 }
 
 impl SegKind {
-    pub const ALL: [SegKind; 2] = [SegKind::History, SegKind::Blocks];
+    pub const ALL: [SegKind; 3] = [SegKind::History, SegKind::Blocks, SegKind::Tree];
 
     /// The directory's name, and what an error calls the kind.
     pub fn name(self) -> &'static str {
         match self {
             SegKind::History => "history",
             SegKind::Blocks => "blocks",
+            SegKind::Tree => "tree",
         }
     }
 }

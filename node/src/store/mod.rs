@@ -5,13 +5,15 @@
 //! A decided block and everything derived from it go to disk in one atomic batch followed by
 //! one flush: one durable write per block, never one per transaction, and never a block
 //! without its results (or the reverse) after a crash. The block with its results and the
-//! state's undo record are appended to segment files first (see [`crate::segments`]); the
-//! batch records where they are.
+//! state's undo record are appended to segment files first (see [`crate::segments`]), and
+//! so are the Merkle tree's new buckets and nodes ([`tree_log`]); the batch records where
+//! they are.
 
 mod cache;
 mod prune;
 mod seglog;
 mod state;
+mod tree_log;
 
 pub use state::{ChainMeta, StoredState};
 
@@ -39,10 +41,16 @@ const BLOCK_BY_ID: u8 = b'H';
 /// sled read.
 const STATE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
+/// sled's own page cache. 16 MiB since the tree's buckets left sled: the first start of a
+/// 1,000,000-account chain peaked ~40 MiB lower than with 32 MiB and the saturated
+/// throughput did not drop (docs/performance.md).
+const SLED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The layout this node reads and writes. 1: the layout before the version was recorded
 /// (state rebuilt by replaying blocks); 2: versioned state in the store, its history and
-/// the blocks in sled; 3: the history, blocks and results in segment files beside sled.
-pub const FORMAT_VERSION: u32 = 3;
+/// the blocks in sled; 3: the history, blocks and results in segment files beside sled;
+/// 4: the Merkle tree's values in a compacted log of segment files, their locations in sled.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The index writes after which [`Store::index_next`] ends its batch (at least one block
 /// goes in whatever its size).
@@ -197,6 +205,8 @@ pub struct Store {
     /// `tx_index.indexer = "kv"`). Off (`"null"`), a block costs a handful of writes instead
     /// of two or more per transaction: what a validator that serves no queries wants.
     index_txs: bool,
+    /// Tree log segments emptied by applied batches, deleted after the next flush.
+    tree_garbage: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
 }
 
 /// Where a block is in the blocks' segments: its bytes, then its results'.
@@ -268,7 +278,7 @@ impl Store {
         loop {
             match sled::Config::new()
                 .path(dir)
-                .cache_capacity(32 * 1024 * 1024)
+                .cache_capacity(SLED_CACHE_BYTES)
                 .open()
             {
                 Ok(db) => {
@@ -297,6 +307,7 @@ impl Store {
             db,
             cache: std::sync::Arc::new(cache::StateCache::new(STATE_CACHE_BYTES)),
             index_txs: true,
+            tree_garbage: std::sync::Arc::default(),
         }
     }
 
@@ -524,8 +535,7 @@ impl Store {
     /// atomic batch, then flushes once.
     pub fn save_block(&self, d: &Decided) -> Result<(), StoreError> {
         self.save_block_unflushed(d)?;
-        self.db.flush()?;
-        Ok(())
+        self.flush()
     }
 
     /// [`Store::save_block`] without the flush: the batch is atomic, and sled writes are
@@ -536,7 +546,7 @@ impl Store {
         let (block, commit, results) = (d.block, d.commit, d.results);
         let h = block.header.height.0;
         let mut batch = KvBatch::default();
-        self.put_state(&mut batch, h, d.state, d.meta, false)?;
+        let emptied = self.put_state(&mut batch, h, d.state, d.meta, false)?;
         batch.insert(key(VALSET, h + 2), enc(&d.meta.schedule.next));
         let mut record = enc(block);
         let block_len = record.len() as u32;
@@ -546,6 +556,7 @@ impl Store {
         batch.insert(prefixed(BLOCK_BY_ID, block.id().0.as_bytes()), enc(&h));
         batch.insert(key(COMMIT, h), enc(commit));
         self.db.apply(batch)?;
+        self.tree_segment_emptied(emptied);
         self.cache.write_through(d.state);
         Ok(())
     }
@@ -569,6 +580,7 @@ impl Store {
         for (log, what) in [
             (&seglog::HISTORY, "state history"),
             (&seglog::BLOCKS, "blocks and results"),
+            (&seglog::TREE, "state tree"),
         ] {
             *out.entry(what.to_string()).or_insert(0.0) += log.bytes(self)? as f64 / 1048576.0;
         }
@@ -617,6 +629,7 @@ impl Store {
     pub fn recover_segments(&self) -> Result<(), StoreError> {
         seglog::HISTORY.recover(self)?;
         seglog::BLOCKS.recover(self)?;
+        self.recover_tree()?;
         let pruned = self.earliest_state()?;
         if pruned > 0 {
             seglog::HISTORY.remove_through(self, pruned)?;
@@ -629,7 +642,9 @@ impl Store {
 
     /// Writes everything to disk (graceful shutdown; blocks are flushed as they are saved).
     pub fn flush(&self) -> Result<(), StoreError> {
+        let garbage = self.take_tree_garbage();
         self.db.flush()?;
+        self.drop_tree_garbage(garbage)?;
         Ok(())
     }
 

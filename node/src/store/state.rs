@@ -108,12 +108,34 @@ fn untagged(k: &[u8], mut v: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
     }
 }
 
-/// Sets (or, for `None`, deletes) `key`'s latest value in `batch`.
+/// Sets (or, for `None`, deletes) `key`'s latest value in `batch`, for keys outside the
+/// tree log ([`super::tree_log`]).
 fn put_latest(batch: &mut KvBatch, key: &[u8], value: &Option<Vec<u8>>) {
     match value {
         Some(v) => batch.insert(prefixed(LATEST, key), v.clone()),
         None => batch.remove(prefixed(LATEST, key)),
     }
+}
+
+/// Puts `changes` in `batch`, each with the length of the value it replaces when known
+/// (see [`super::tree_log::TreeWrite`]): the tree's values through the tree log, the others
+/// in sled. Returns the tree segment a compaction emptied (see
+/// [`Store::tree_segment_emptied`]).
+fn put_all_latest<'a>(
+    store: &Store,
+    batch: &mut KvBatch,
+    height: u64,
+    changes: impl Iterator<Item = (&'a (Vec<u8>, Option<Vec<u8>>), Option<Option<usize>>)>,
+) -> Result<Option<u64>, StoreError> {
+    let mut tree = Vec::new();
+    for ((key, value), old_len) in changes {
+        if super::tree_log::is_logged(key) {
+            tree.push((key.as_slice(), value.as_deref(), old_len));
+        } else {
+            put_latest(batch, key, value);
+        }
+    }
+    store.put_tree_values(batch, height, &tree)
 }
 
 /// The runtime's view of the stored state as of one height (`u64::MAX`: the latest, read
@@ -129,7 +151,11 @@ impl StoredState {
         if let Some(v) = self.store.cache.get(key) {
             return Ok(v);
         }
-        let v = self.store.db.get(&prefixed(LATEST, key))?;
+        let v = if super::tree_log::is_logged(key) {
+            self.store.tree_value(key)?
+        } else {
+            self.store.db.get(&prefixed(LATEST, key))?
+        };
         self.store.cache.insert(key.to_vec(), v.clone());
         Ok(v)
     }
@@ -199,7 +225,9 @@ impl StateStore for StoredState {
 
 impl Store {
     /// Adds the state writes of `height` to `batch`: the latest values, and unless `first`
-    /// (the genesis state overwrites nothing) what each one overwrote.
+    /// (the genesis state overwrites nothing) what each one overwrote. Returns the tree
+    /// segment a compaction emptied, for [`Store::tree_segment_emptied`] once the batch is
+    /// applied.
     pub(super) fn put_state(
         &self,
         batch: &mut KvBatch,
@@ -207,24 +235,30 @@ impl Store {
         changes: &StateChanges,
         meta: &ChainMeta,
         first: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let latest = self.latest_state();
         let mut undo = Vec::new();
         // Pieces are found by their first key: the entries go in key order.
         let mut sorted: Vec<&(Vec<u8>, Option<Vec<u8>>)> = changes.iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        for (key, value) in sorted {
-            if !first {
-                undo.push((key.clone(), tagged(latest.latest(key)?.as_deref())));
+        let mut old_lens = Vec::with_capacity(sorted.len());
+        for (key, _) in &sorted {
+            if first {
+                // The genesis state overwrites only the tree values of its own pieces.
+                old_lens.push(None);
+                continue;
             }
-            put_latest(batch, key, value);
+            let old = latest.latest(key)?;
+            old_lens.push(Some(old.as_ref().map(Vec::len)));
+            undo.push((key.clone(), tagged(old.as_deref())));
         }
+        let emptied = put_all_latest(self, batch, height, sorted.into_iter().zip(old_lens))?;
         if !undo.is_empty() {
             self.append_history(batch, height, undo)?;
         }
         batch.insert(prefixed(META, b"state"), enc(&height));
         batch.insert(prefixed(META, b"chainmeta"), enc(meta));
-        Ok(())
+        Ok(emptied)
     }
 
     /// Appends `height`'s undo record to the history and syncs it, and adds to `batch`
@@ -272,7 +306,7 @@ impl Store {
         meta: &ChainMeta,
     ) -> Result<(), StoreError> {
         let mut batch = KvBatch::default();
-        self.put_state(&mut batch, height, changes, meta, true)?;
+        let emptied = self.put_state(&mut batch, height, changes, meta, true)?;
         batch.insert(
             super::key(super::VALSET, height + 1),
             enc(&meta.schedule.current),
@@ -282,9 +316,9 @@ impl Store {
             enc(&meta.schedule.next),
         );
         self.db.apply(batch)?;
+        self.tree_segment_emptied(emptied);
         self.cache.write_through(changes);
-        self.db.flush()?;
-        Ok(())
+        self.flush()
     }
 
     /// One piece of the genesis state, written but not marked as a version:
@@ -292,12 +326,17 @@ impl Store {
     /// ([`Store::clear_partial_state`]).
     pub fn save_genesis_piece(&self, changes: &StateChanges) -> Result<(), StoreError> {
         let mut batch = KvBatch::default();
-        for (key, value) in changes {
-            put_latest(&mut batch, key, value);
-        }
+        // The genesis height is not known yet; numbering the tree log does not need it.
+        let emptied = put_all_latest(
+            self,
+            &mut batch,
+            0,
+            changes.iter().zip(std::iter::repeat(None)),
+        )?;
         // One write at a time: a piece is not a version, and sled holds what a batch
         // replaced until the batch ends (4 GiB for a million accounts in pieces).
         self.db.apply_unbatched(batch)?;
+        self.tree_segment_emptied(emptied);
         // Not cached: a large genesis would fill the cache with accounts nobody asked for.
         self.cache.forget(changes);
         Ok(())
@@ -313,6 +352,7 @@ impl Store {
         for (k, _) in self.db.scan_prefix(&[LATEST])? {
             batch.remove(k);
         }
+        self.clear_tree(&mut batch)?;
         self.db.apply_unbatched(batch)?;
         self.cache.clear();
         Ok(())

@@ -34,6 +34,20 @@ fn save(s: &Store, b: &Block, outcomes: Vec<TxOutcome>) {
 
 /// [`save`] with the runtime's state writes for the block.
 fn save_with(s: &Store, b: &Block, outcomes: Vec<TxOutcome>, state: StateChanges) {
+    with_decided(b, outcomes, state, |d| s.save_block(d).unwrap());
+    if s.indexes_txs() {
+        s.index_next(1000).unwrap();
+    }
+}
+
+/// Runs `f` on `b` decided with an empty commit, `outcomes` and `state`, scheduling a
+/// one-validator set.
+fn with_decided(
+    b: &Block,
+    outcomes: Vec<TxOutcome>,
+    state: StateChanges,
+    f: impl FnOnce(&Decided),
+) {
     let h = b.header.height;
     let c = Commit {
         height: h,
@@ -53,17 +67,13 @@ fn save_with(s: &Store, b: &Block, outcomes: Vec<TxOutcome>, state: StateChanges
         schedule: basalt_staking::ValidatorSchedule::genesis(set),
         last_set: None,
     };
-    let d = Decided {
+    f(&Decided {
         block: b,
         commit: &c,
         results: &r,
         state: &state,
         meta: &meta,
-    };
-    s.save_block(&d).unwrap();
-    if s.indexes_txs() {
-        s.index_next(1000).unwrap();
-    }
+    });
 }
 
 #[test]
@@ -348,6 +358,7 @@ fn a_height_that_wrote_many_keys_reads_back_through_its_undo_pieces() {
 }
 
 mod history;
+mod tree_log;
 
 #[test]
 fn the_indexer_ends_a_batch_after_a_bounded_number_of_writes() {
