@@ -10,9 +10,13 @@ use std::sync::{Mutex, OnceLock};
 
 /// Below this many transactions a second thread costs more than it saves.
 const PARALLEL_FROM: usize = 64;
-/// Decompressed keys kept (about 200 bytes each); the cache starts over when full, so a
-/// flood of one-off keys costs memory no longer than that.
-const KEY_CACHE: usize = 200_000;
+/// Decompressed keys kept (~225 bytes a slot with the key); the cache starts over when
+/// full, so a flood of one-off keys costs memory no longer than that. Just under 7/8 of
+/// 2^17, where the hash table would double: at 200,000 it grew from 131,072 to 262,144 slots
+/// (~29 MiB more) once ~115,000 distinct senders had been seen, the ~30 MiB RSS step 3.5
+/// minutes into a 1,000,000-account load (docs/performance.md). 114,000 still holds every
+/// sender of a 100,000-account load.
+const KEY_CACHE: usize = 114_000;
 
 /// The machine's cores, asked once: the standard library reads cgroup files each time.
 fn cores() -> usize {
