@@ -130,8 +130,9 @@ impl Store {
     /// Writes the tree values of `height` (`None` deletes) given with the length of the
     /// value each replaces (`Some(None)`: none; `None`: not known, read its location):
     /// appends them, with the live entries of a compacted piece if one is due, and adds
-    /// their locations, the live byte count and the cursor to `batch`. Returns the segment a compaction emptied: the
-    /// caller hands it to [`Store::tree_segment_emptied`] once the batch is applied.
+    /// their locations, the live byte count and the cursor to `batch`. Returns the segment
+    /// a compaction emptied: the caller hands it to [`Store::tree_segment_emptied`] once
+    /// the batch is applied.
     pub(super) fn put_tree_values(
         &self,
         batch: &mut KvBatch,
