@@ -11,10 +11,10 @@
 //! space), and pruning deletes whole files: the space comes back at once.
 //!
 //! A segment is named by a number (the first height written to it; for the tree, a
-//! sequence number). Appended bytes become
-//! durable at [`Segments::seg_sync`]; the store syncs before it applies the batch that
-//! records where they are, so the key space never points past what is on disk, and a crash
-//! in between leaves bytes past the recorded end, which the store cuts off when it opens.
+//! sequence number). Appended bytes become durable at [`Segments::seg_sync`]; the store
+//! syncs before it applies the batch that records where they are, so the key space never
+//! points past what is on disk, and a crash in between leaves bytes past the recorded end,
+//! which the store cuts off when it opens.
 
 use crate::kv::KvError;
 use std::collections::BTreeMap;

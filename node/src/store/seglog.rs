@@ -33,7 +33,8 @@ pub(super) struct SegLog {
     max_bytes: u64,
     max_heights: u64,
     /// Segments numbered 1, 2, 3... instead of by their first height (a series with
-    /// several records per height, or none pruned by height).
+    /// several records per height, or none pruned by height; `max_heights` is then
+    /// `u64::MAX`).
     sequential: bool,
 }
 
@@ -83,7 +84,7 @@ impl SegLog {
         let segment = match self.end(store)? {
             Some(e)
                 if e.len < self.max_bytes
-                    && (self.sequential || height.saturating_sub(e.segment) < self.max_heights) =>
+                    && height.saturating_sub(e.segment) < self.max_heights =>
             {
                 e.segment
             }
@@ -180,9 +181,7 @@ impl SegLog {
 
     /// Deletes every segment and the recorded end (a genesis state that never completed).
     pub fn clear(&self, store: &Store, batch: &mut KvBatch) -> Result<(), StoreError> {
-        for (segment, _) in store.db.seg_list(self.kind)? {
-            store.db.seg_remove(self.kind, segment)?;
-        }
+        self.remove_below(store, u64::MAX)?;
         batch.remove(prefixed(META, self.end_key));
         Ok(())
     }

@@ -13,8 +13,9 @@
 //! its batch sets each key's `L key` to a [`RecordAt`] of its value. A compaction keeps
 //! the files at about twice the live bytes: while they exceed `2 × live + 16 MiB`, each
 //! block also reads the next piece of the oldest segment from a cursor (`M tree_tail`),
-//! as many bytes as it wrote and at least 1 MiB, and copies that piece's still-live entries into
-//! its own record (a value is live when its key's location still points at it). The work
+//! as many bytes as it wrote and at least 1 MiB, and copies that piece's still-live
+//! entries into its own record (a value is live when its key's location still points at
+//! it). The work
 //! is spread over blocks: copying a whole 8 MiB segment in one block put ~8,000 extra
 //! random writes in one sled batch. Once the cursor passes a segment's end, the file is
 //! deleted after the batch is durable (the next flush), or at the next start. A crash
