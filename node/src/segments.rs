@@ -32,10 +32,17 @@ pub enum SegKind {
     Blocks,
     /// The latest values of the state's Merkle buckets and nodes, compacted by the store.
     Tree,
+    /// The transaction index's sorted runs, merged by the indexer (`store::index_runs`).
+    Index,
 }
 
 impl SegKind {
-    pub const ALL: [SegKind; 3] = [SegKind::History, SegKind::Blocks, SegKind::Tree];
+    pub const ALL: [SegKind; 4] = [
+        SegKind::History,
+        SegKind::Blocks,
+        SegKind::Tree,
+        SegKind::Index,
+    ];
 
     /// The directory's name, and what an error calls the kind.
     pub fn name(self) -> &'static str {
@@ -43,6 +50,7 @@ impl SegKind {
             SegKind::History => "history",
             SegKind::Blocks => "blocks",
             SegKind::Tree => "tree",
+            SegKind::Index => "index",
         }
     }
 }

@@ -10,6 +10,7 @@
 //! they are.
 
 mod cache;
+mod index_runs;
 mod prune;
 mod seglog;
 mod state;
@@ -49,12 +50,9 @@ const SLED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// The layout this node reads and writes. 1: the layout before the version was recorded
 /// (state rebuilt by replaying blocks); 2: versioned state in the store, its history and
 /// the blocks in sled; 3: the history, blocks and results in segment files beside sled;
-/// 4: the Merkle tree's values in a compacted log of segment files, their locations in sled.
-pub const FORMAT_VERSION: u32 = 4;
-
-/// The index writes after which [`Store::index_next`] ends its batch (at least one block
-/// goes in whatever its size).
-const INDEX_BATCH_WRITES: usize = 8_192;
+/// 4: the Merkle tree's values in a compacted log of segment files, their locations in sled;
+/// 5: the transaction index in sorted runs of segment files (`store::index_runs`).
+pub const FORMAT_VERSION: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -207,6 +205,8 @@ pub struct Store {
     index_txs: bool,
     /// Tree log segments emptied by applied batches, deleted after the next flush.
     tree_garbage: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    /// The transaction index's runs.
+    index_runs: std::sync::Arc<index_runs::RunSet>,
 }
 
 /// Where a block is in the blocks' segments: its bytes, then its results'.
@@ -241,13 +241,13 @@ fn enc<T: BorshSerialize>(v: &T) -> Vec<u8> {
     borsh::to_vec(v).expect("borsh into a Vec is infallible")
 }
 
-/// Adds a block's transaction records and index entries to `batch`.
-fn index_block(batch: &mut KvBatch, block: &Block, results: &BlockResults) {
+/// Adds a block's transaction locations and index entries to `entries`.
+fn index_block(entries: &mut Vec<(Vec<u8>, Vec<u8>)>, block: &Block, results: &BlockResults) {
     let h = block.header.height.0;
     // One index entry per (attribute, value) per block, listing the block's matching
-    // transactions: a block of transfers to one recipient writes one recipient key, not
-    // one per transfer (sled pays ~10 µs a key). `tx.hash` and `tx.height` need no
-    // entries: the transaction and block records answer them.
+    // transactions: a block of transfers to one recipient writes one recipient entry, not
+    // one per transfer. `tx.hash` and `tx.height` need no entries: the locations and the
+    // blocks answer them.
     let mut index: BTreeMap<(String, String), Vec<u8>> = BTreeMap::new();
     for (i, (tx, outcome)) in block.txs.iter().zip(&results.txs).enumerate() {
         let hash = basalt_runtime::tx_hash(tx);
@@ -255,7 +255,7 @@ fn index_block(batch: &mut KvBatch, block: &Block, results: &BlockResults) {
             height: h,
             index: i as u32,
         };
-        batch.insert(prefixed(TX, hash.as_bytes()), enc(&at));
+        entries.push((prefixed(TX, hash.as_bytes()), enc(&at)));
         for (k, v) in event_attributes(&outcome.events) {
             let hashes = index.entry((k, v)).or_default();
             if !hashes.ends_with(hash.as_bytes()) {
@@ -264,7 +264,7 @@ fn index_block(batch: &mut KvBatch, block: &Block, results: &BlockResults) {
         }
     }
     for ((k, v), hashes) in index {
-        batch.insert(index_key(&k, &v, h), hashes);
+        entries.push((index_key(&k, &v, h), hashes));
     }
 }
 
@@ -308,6 +308,7 @@ impl Store {
             cache: std::sync::Arc::new(cache::StateCache::new(STATE_CACHE_BYTES)),
             index_txs: true,
             tree_garbage: std::sync::Arc::default(),
+            index_runs: std::sync::Arc::default(),
         }
     }
 
@@ -470,7 +471,9 @@ impl Store {
         let earliest = self.earliest_height()?.unwrap_or(0);
         let mut located = Vec::with_capacity(hashes.len());
         for hash in hashes {
-            if let Some(at) = self.get::<TxLocation>(&prefixed(TX, hash.as_bytes()))? {
+            let k = prefixed(TX, hash.as_bytes());
+            if let Some(v) = self.index_get(&k)? {
+                let at: TxLocation = decode(&k, &v)?;
                 if at.height >= earliest {
                     located.push((*hash, at));
                 }
@@ -566,7 +569,7 @@ impl Store {
         let name = |b: u8| match b {
             BLOCK => "block locations",
             COMMIT => "commits",
-            TX | INDEX => "tx index",
+            index_runs::RUN => "tx index",
             BLOCK_BY_ID => "block ids",
             VALSET => "validator sets",
             state::LATEST => "state (latest)",
@@ -584,6 +587,7 @@ impl Store {
         ] {
             *out.entry(what.to_string()).or_insert(0.0) += log.bytes(self)? as f64 / 1048576.0;
         }
+        *out.entry("tx index".to_string()).or_insert(0.0) += self.index_bytes()? as f64 / 1048576.0;
         Ok(out)
     }
 
@@ -593,33 +597,41 @@ impl Store {
     }
 
     /// Indexes the stored blocks after [`Store::indexed_height`], at most `max_blocks` of
-    /// them in one batch with the new progress height (pruned ones are skipped). Returns
-    /// the height indexed to, `None` when there was nothing to do. The commit path never
-    /// indexes: this runs on the indexer's own thread.
+    /// them (fewer once they hold [`index_runs::NEW_RUN_ENTRIES`] entries) as one new run
+    /// recorded with the new progress height (pruned ones are skipped); or, first, does a
+    /// due step of the index's upkeep ([`Store::maintain_index`]). Returns the
+    /// indexed height when it did something, `None` when there was nothing to do. The
+    /// commit path never indexes: this runs on the indexer's own thread.
     pub fn index_next(&self, max_blocks: u64) -> Result<Option<u64>, StoreError> {
+        if self.maintain_index()? {
+            return Ok(Some(self.indexed_height()?));
+        }
+        self.index_new_blocks(max_blocks)
+    }
+
+    /// [`Store::index_next`] without the upkeep (the indexer runs that on its own thread,
+    /// so that a long merge does not hold up new blocks).
+    pub fn index_new_blocks(&self, max_blocks: u64) -> Result<Option<u64>, StoreError> {
+        let done = self.indexed_height()?;
         let Some(last) = self.last_height()? else {
             return Ok(None);
         };
-        let done = self.indexed_height()?;
         let from = (done + 1).max(self.earliest_height()?.unwrap_or(1));
         if from > last {
             return Ok(None);
         }
         let mut to = from;
-        let mut batch = KvBatch::default();
+        let mut entries = Vec::new();
         for h in from..=last.min(from + max_blocks.max(1) - 1) {
             if let Some((block, results)) = self.block_with_results(h)? {
-                index_block(&mut batch, &block, &results);
+                index_block(&mut entries, &block, &results);
             }
             to = h;
-            // sled holds every page a batch replaces until the batch ends (see
-            // `kv::reclaim_garbage`): 64 saturated blocks would be ~700,000 writes at once.
-            if batch.ops.len() >= INDEX_BATCH_WRITES {
+            if entries.len() >= index_runs::NEW_RUN_ENTRIES {
                 break;
             }
         }
-        batch.insert(prefixed(META, b"indexed"), enc(&to));
-        self.db.apply(batch)?;
+        self.write_new_run(entries, to)?;
         Ok(Some(to))
     }
 
@@ -630,6 +642,7 @@ impl Store {
         seglog::HISTORY.recover(self)?;
         seglog::BLOCKS.recover(self)?;
         self.recover_tree()?;
+        self.recover_index()?;
         let pruned = self.earliest_state()?;
         if pruned > 0 {
             seglog::HISTORY.remove_through(self, pruned)?;
@@ -669,8 +682,17 @@ impl Store {
             }
             _ => {}
         }
+        let earliest = self.earliest_height()?.unwrap_or(0);
         let mut out = Vec::new();
-        for (_, hashes) in self.db.scan_prefix(&index_prefix(k, v))? {
+        for (key, hashes) in self.index_scan(&index_prefix(k, v), true)? {
+            let height = key
+                .len()
+                .checked_sub(8)
+                .and_then(|at| key[at..].try_into().ok())
+                .map(u64::from_be_bytes);
+            if height.is_some_and(|h| h < earliest) {
+                continue;
+            }
             if !hashes.len().is_multiple_of(32) {
                 return Err(StoreError::Corrupt {
                     key: format!("tx index {k}={v}"),
@@ -693,9 +715,13 @@ impl Store {
 
     /// The hashes of every indexed transaction, in chain order (no block is read).
     pub fn all_tx_hashes(&self) -> Result<Vec<Hash>, StoreError> {
+        let earliest = self.earliest_height()?.unwrap_or(0);
         let mut all = Vec::new();
-        for (k, v) in self.db.scan_prefix(&[TX])? {
+        for (k, v) in self.index_scan(&[TX], false)? {
             let at: TxLocation = decode(&k, &v)?;
+            if at.height < earliest {
+                continue;
+            }
             let mut h = [0u8; 32];
             h.copy_from_slice(&k[1..33]);
             all.push((Hash(h), at));

@@ -1,11 +1,10 @@
 //! Pruning: blocks below the retained window go with everything stored for them (location,
-//! commit, id, validator set, transaction index entries), in bounded batches, and the store
+//! commit, id, validator set), in bounded batches, and the store
 //! records the earliest height it still has; the blocks' segments go once all of a
 //! segment's heights are pruned.
 
 use super::{
-    event_attributes, index_key, key, prefixed, seglog, KvBatch, Store, StoreError, BLOCK,
-    BLOCK_BY_ID, COMMIT, META, TX, VALSET,
+    key, prefixed, seglog, KvBatch, Store, StoreError, BLOCK, BLOCK_BY_ID, COMMIT, META, VALSET,
 };
 
 impl Store {
@@ -33,16 +32,9 @@ impl Store {
         }
         let mut batch = KvBatch::default();
         for h in from..to {
-            if let Some((block, results)) = self.block_with_results(h)? {
+            // The transaction index drops pruned heights itself (`index_runs`).
+            if let Some(block) = self.block(h)? {
                 batch.remove(prefixed(BLOCK_BY_ID, block.id().0.as_bytes()));
-                for tx in &block.txs {
-                    batch.remove(prefixed(TX, basalt_runtime::tx_hash(tx).as_bytes()));
-                }
-                for outcome in &results.txs {
-                    for (k, v) in event_attributes(&outcome.events) {
-                        batch.remove(index_key(&k, &v, h));
-                    }
-                }
             }
             batch.remove(key(BLOCK, h));
             batch.remove(key(COMMIT, h));

@@ -36,7 +36,7 @@ fn save(s: &Store, b: &Block, outcomes: Vec<TxOutcome>) {
 fn save_with(s: &Store, b: &Block, outcomes: Vec<TxOutcome>, state: StateChanges) {
     with_decided(b, outcomes, state, |d| s.save_block(d).unwrap());
     if s.indexes_txs() {
-        s.index_next(1000).unwrap();
+        while s.index_next(1000).unwrap().is_some() {}
     }
 }
 
@@ -141,7 +141,7 @@ fn the_index_groups_a_block_by_attribute_and_answers_hash_and_height_without_ent
         all.extend(b.txs.iter().map(|t| basalt_runtime::tx_hash(t)));
     }
     // One key per (attribute, value, block): 3 blocks × (2 recipients + 1 amount).
-    assert_eq!(s.db.scan_prefix(&[INDEX]).unwrap().len(), 9);
+    assert_eq!(s.index_scan(&[INDEX], false).unwrap().len(), 9);
     let to_a: Vec<Hash> = all.iter().copied().step_by(2).collect();
     assert_eq!(
         s.txs_with("transfer.recipient", "A").unwrap(),
@@ -189,8 +189,13 @@ fn without_the_index_a_block_writes_no_transaction_records_but_keeps_its_results
         events: vec![],
     };
     save(&s, &b, vec![TxOutcome::default(), failed.clone()]);
-    assert_eq!(s.db.scan_prefix(&[TX]).unwrap().len(), 0);
-    assert_eq!(s.db.scan_prefix(&[INDEX]).unwrap().len(), 0);
+    assert_eq!(s.index_scan(&[TX], false).unwrap().len(), 0);
+    assert_eq!(s.index_scan(&[INDEX], false).unwrap().len(), 0);
+    assert!(s
+        .db
+        .seg_list(crate::segments::SegKind::Index)
+        .unwrap()
+        .is_empty());
     assert!(s.tx(&basalt_runtime::tx_hash(&[2u8])).unwrap().is_none());
     let r = s.results(1).unwrap().unwrap();
     assert_eq!(r.txs[1], failed);
@@ -253,8 +258,10 @@ fn pruned_blocks_take_everything_stored_for_them_in_bounded_steps() {
     }
     assert_eq!(s.validator_set(5).unwrap(), None);
     assert!(s.validator_set(6).unwrap().is_some());
-    // One index entry per (attribute, value, block) is left: 5 blocks × 2 recipients.
-    assert_eq!(s.db.scan_prefix(&[INDEX]).unwrap().len(), 10);
+    // The indexer's upkeep drops the pruned heights: one index entry per (attribute, value,
+    // block) is left, 5 blocks × 2 recipients.
+    while s.index_next(64).unwrap().is_some() {}
+    assert_eq!(s.index_scan(&[INDEX], false).unwrap().len(), 10);
     assert_eq!(s.txs_with("transfer.recipient", "all").unwrap().len(), 5);
 }
 
@@ -358,27 +365,28 @@ fn a_height_that_wrote_many_keys_reads_back_through_its_undo_pieces() {
 }
 
 mod history;
+mod index_runs;
 mod tree_log;
 
 #[test]
-fn the_indexer_ends_a_batch_after_a_bounded_number_of_writes() {
+fn the_indexer_ends_a_run_after_a_bounded_number_of_entries() {
     // Saved without indexing, indexed afterwards as the indexer's thread does.
     let s = Store::in_memory(&MemKv::default()).without_tx_index();
     let tx = |h: u64, i: u32| [h.to_le_bytes().as_slice(), &i.to_le_bytes()].concat();
     for h in 1..=3u64 {
         let mut b = block(h);
-        b.txs = (0..5_000u32).map(|i| tx(h, i)).collect();
-        save(&s, &b, vec![TxOutcome::default(); 5_000]);
+        b.txs = (0..40_000u32).map(|i| tx(h, i)).collect();
+        save(&s, &b, vec![TxOutcome::default(); 40_000]);
     }
     assert_eq!(
         s.index_next(64).unwrap(),
         Some(2),
-        "two blocks: 10,000 writes"
+        "two blocks: 80,000 entries"
     );
     assert_eq!(s.indexed_height().unwrap(), 2);
     assert_eq!(s.index_next(64).unwrap(), Some(3));
     assert_eq!(s.index_next(64).unwrap(), None, "nothing left");
-    for (h, i) in [(1u64, 0u32), (2, 2_500), (3, 4_999)] {
+    for (h, i) in [(1u64, 0u32), (2, 25_000), (3, 39_999)] {
         let found = s.tx(&basalt_runtime::tx_hash(&tx(h, i))).unwrap().unwrap();
         assert_eq!((found.height, found.index), (h, i));
     }
