@@ -16,6 +16,7 @@ pub mod docker;
 pub mod driver;
 pub mod evidence_pool;
 pub mod home;
+pub mod index_bench;
 pub mod keys;
 pub mod kv;
 pub mod localnet;

@@ -180,6 +180,21 @@ enum Command {
         #[arg(long, default_value_t = 26970)]
         base_port: u16,
     },
+    /// Measure the kv transaction indexer: indexing a generated chain into sorted runs,
+    /// against the same entries inserted into sled one by one (prints both and the ratio).
+    BenchIndex {
+        /// Blocks in the generated chain.
+        #[arg(long, default_value_t = 100)]
+        blocks: u64,
+        /// Signed transfers in every block.
+        #[arg(long, default_value_t = 4_000)]
+        txs: usize,
+        /// Also write the figures as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long, default_value_t = 26990)]
+        base_port: u16,
+    },
     /// Manage account keys.
     Keys {
         #[command(subcommand)]
@@ -355,6 +370,17 @@ fn run(cli: Cli) -> Result<()> {
         } => basalt_node::restart_bench::run(basalt_node::restart_bench::RestartBenchSpec {
             short,
             long,
+            txs_per_block: txs,
+            base_port,
+            json,
+        })?,
+        Command::BenchIndex {
+            blocks,
+            txs,
+            json,
+            base_port,
+        } => basalt_node::index_bench::run(basalt_node::index_bench::IndexBenchSpec {
+            blocks,
             txs_per_block: txs,
             base_port,
             json,

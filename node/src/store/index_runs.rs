@@ -193,11 +193,10 @@ impl Run {
             .partition_point(|(k, _)| k.as_slice() < prefix)
             .saturating_sub(1);
         for i in first..self.dir.blocks.len() {
+            // Blocks after `first` start at or above `prefix`: one that does not start with
+            // it starts past every key that does.
             if i > first && !self.dir.blocks[i].0.starts_with(prefix) {
-                if self.dir.blocks[i].0.as_slice() > prefix {
-                    break;
-                }
-                continue;
+                break;
             }
             for (k, v) in self.block(store, i)? {
                 if k.starts_with(prefix) {

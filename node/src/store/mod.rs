@@ -635,6 +635,16 @@ impl Store {
         Ok(Some(to))
     }
 
+    /// The index entries of the block at `height` (empty for a missing one): what the
+    /// indexer writes for it (`basalt bench-index` inserts them into sled as a baseline).
+    pub fn index_entries(&self, height: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut entries = Vec::new();
+        if let Some((block, results)) = self.block_with_results(height)? {
+            index_block(&mut entries, &block, &results);
+        }
+        Ok(entries)
+    }
+
     /// Makes the segment files agree with the key space after a crash (see
     /// [`seglog::SegLog::recover`]) and deletes the segments pruning left behind. Run at
     /// every start, before anything is read.
