@@ -20,7 +20,7 @@
 //! → the block's matching transaction hashes.
 
 use super::{decode, enc, Store, StoreError, INDEX, TX};
-use crate::kv::KvBatch;
+use crate::kv::{Entries, Entry, KvBatch};
 use crate::segments::SegKind;
 use basalt_types::Hash;
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -122,7 +122,7 @@ fn corrupt(id: u64, reason: &str) -> StoreError {
 }
 
 /// Splits a block's bytes into its entries.
-fn parse_block(id: u64, bytes: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+fn parse_block(id: u64, bytes: &[u8]) -> Result<Entries, StoreError> {
     let mut out = Vec::new();
     let mut at = 0usize;
     let take = |at: &mut usize, n: usize| -> Result<&[u8], StoreError> {
@@ -154,7 +154,7 @@ impl Run {
         (start, end)
     }
 
-    fn block(&self, store: &Store, i: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn block(&self, store: &Store, i: usize) -> Result<Entries, StoreError> {
         let (start, end) = self.block_span(i);
         let bytes = store
             .db
@@ -219,7 +219,7 @@ struct RunReader<'a> {
 }
 
 impl RunReader<'_> {
-    fn next(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn next(&mut self) -> Result<Option<Entry>, StoreError> {
         loop {
             if let Some(e) = self.entries.next() {
                 return Ok(Some(e));
@@ -394,11 +394,7 @@ impl Store {
 
     /// Index entries whose key starts with `prefix`, in key order. `filtered`: the prefix is
     /// a whole lookup key (skip runs whose filter says they lack it).
-    pub(super) fn index_scan(
-        &self,
-        prefix: &[u8],
-        filtered: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub(super) fn index_scan(&self, prefix: &[u8], filtered: bool) -> Result<Entries, StoreError> {
         self.with_runs(|runs| {
             let mut out = Vec::new();
             for run in runs.iter() {
@@ -458,7 +454,7 @@ impl Store {
         let mut batch = KvBatch::default();
         batch.insert(super::prefixed(super::META, b"indexed"), enc(&indexed));
         if let Some(run) = &run {
-            batch.insert(run_key(run.id).to_vec(), enc(&run.meta));
+            batch.insert(run_key(run.id), enc(&run.meta));
         }
         let _writer = self.index_runs.writer.lock().map_err(|_| poisoned())?;
         self.db.apply(batch)?;
@@ -551,9 +547,7 @@ impl Store {
                 break;
             };
             for (i, head) in heads.iter_mut().enumerate() {
-                if i == b {
-                    *head = readers[i].next()?;
-                } else if head.as_ref().is_some_and(|(k, _)| *k == key) {
+                if i == b || head.as_ref().is_some_and(|(k, _)| *k == key) {
                     *head = readers[i].next()?;
                 }
             }
@@ -570,10 +564,10 @@ impl Store {
     fn replace_runs(&self, removed: &[Arc<Run>], added: Option<Run>) -> Result<(), StoreError> {
         let mut batch = KvBatch::default();
         for r in removed {
-            batch.remove(run_key(r.id).to_vec());
+            batch.remove(run_key(r.id));
         }
         if let Some(run) = &added {
-            batch.insert(run_key(run.id).to_vec(), enc(&run.meta));
+            batch.insert(run_key(run.id), enc(&run.meta));
         }
         {
             let _writer = self.index_runs.writer.lock().map_err(|_| poisoned())?;

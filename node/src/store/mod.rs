@@ -18,7 +18,7 @@ mod tree_log;
 
 pub use state::{ChainMeta, StoredState};
 
-use crate::kv::{Kv, KvBatch, KvError, MemKv, SledKv};
+use crate::kv::{Entries, Kv, KvBatch, KvError, MemKv, SledKv};
 use basalt_runtime::StateChanges;
 use basalt_staking::ValidatorSet;
 use basalt_types::{Block, Commit, Hash};
@@ -637,7 +637,7 @@ impl Store {
 
     /// The index entries of the block at `height` (empty for a missing one): what the
     /// indexer writes for it (`basalt bench-index` inserts them into sled as a baseline).
-    pub fn index_entries(&self, height: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn index_entries(&self, height: u64) -> Result<Entries, StoreError> {
         let mut entries = Vec::new();
         if let Some((block, results)) = self.block_with_results(height)? {
             index_block(&mut entries, &block, &results);
