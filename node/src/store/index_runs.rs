@@ -413,11 +413,40 @@ impl Store {
     }
 
     /// Deletes run files that sled does not record (a crash between a file and its
-    /// batch). Run at start, before the indexer.
+    /// batch). When a recorded run's file is missing or short (sled lost the tail of its
+    /// log and went back to before a merge whose inputs are gone), the index is rebuilt
+    /// from the stored blocks: it holds nothing else. Run at start, before the indexer.
     pub(super) fn recover_index(&self) -> Result<(), StoreError> {
         *self.index_runs.runs.write().map_err(|_| poisoned())? = None;
+        let files = self.db.seg_list(SegKind::Index)?;
+        let mut metas = Vec::new();
+        for (k, v) in self.db.scan_prefix(&[RUN])? {
+            let id = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
+            metas.push((k.clone(), id, decode::<RunMeta>(&k, &v).ok()));
+        }
+        let intact = metas.iter().all(|(_, id, meta)| {
+            let len = files.iter().find(|f| Some(f.0) == *id).map(|f| f.1);
+            matches!((len, meta), (Some(len), Some(m)) if len >= m.len)
+        }) && self.runs().is_ok();
+        if !intact {
+            tracing::warn!(
+                runs = metas.len(),
+                "the transaction index does not match its files: rebuilding it from the blocks"
+            );
+            let mut batch = KvBatch::default();
+            for (k, _, _) in &metas {
+                batch.remove(k);
+            }
+            batch.remove(super::prefixed(super::META, b"indexed"));
+            self.db.apply(batch)?;
+            self.db.flush()?;
+            *self.index_runs.runs.write().map_err(|_| poisoned())? = None;
+        }
         let runs = self.runs()?;
-        for (id, _) in self.db.seg_list(SegKind::Index)? {
+        for (id, _) in files {
             if !runs.iter().any(|r| r.id == id) {
                 self.db.seg_remove(SegKind::Index, id)?;
             }

@@ -154,3 +154,26 @@ fn a_power_cut_anywhere_in_indexing_or_merging_loses_nothing() {
         "cuts that landed in the step: {cuts_that_hit}"
     );
 }
+
+#[test]
+fn a_recorded_run_whose_file_is_gone_makes_the_index_rebuild_from_the_blocks() {
+    let kv = MemKv::default();
+    let s = Store::in_memory(&kv);
+    let mut blocks = Vec::new();
+    for h in 1..=12 {
+        let (b, outcomes) = indexed_block(h);
+        save(&s, &b, outcomes);
+        blocks.push(b);
+    }
+    // What sled losing the tail of its log after a merge leaves: runs recorded whose
+    // files the merge deleted.
+    let gone = s.db.seg_list(Index).unwrap()[0].0;
+    s.db.seg_remove(Index, gone).unwrap();
+    let s = Store::in_memory(&kv);
+    s.recover_segments().unwrap();
+    assert_eq!(s.indexed_height().unwrap(), 0, "the index starts over");
+    assert_no_stray_files(&s);
+    while s.index_next(64).unwrap().is_some() {}
+    assert_eq!(s.indexed_height().unwrap(), 12);
+    assert_all_found(&s, &blocks);
+}
