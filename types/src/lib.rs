@@ -5,6 +5,7 @@
 //! JSON (serde) is offered only for the edges: config, RPC and human-facing tools.
 
 pub mod block;
+pub mod canonical;
 pub mod commit;
 pub mod crypto;
 pub mod evidence;
