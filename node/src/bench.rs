@@ -224,6 +224,7 @@ pub fn run(spec: BenchSpec) -> Result<()> {
         bail!("--validators and --accounts must be at least 1");
     }
     let dir = tempfile::tempdir().context("creating a work folder")?;
+    let bounds = crate::bench_bounds::Bounds::measure(dir.path())?;
     eprintln!("generating {} sender keys…", spec.accounts);
     let keys: Vec<PrivateKey> = (0..spec.accounts).map(sender_key).collect();
     let homes = testnet::testnet(&TestnetSpec {
@@ -468,6 +469,8 @@ pub fn run(spec: BenchSpec) -> Result<()> {
         "first_start_rss_mb": first_start_rss,
         "retain_blocks": spec.retain_blocks,
         "samples": samples,
+        // Every node (validators and a full node) verifies every transaction once.
+        "bounds": bounds.report(spec.validators + usize::from(spec.full_node), tps),
     });
     print_report(&report, spec.json.as_deref())
 }

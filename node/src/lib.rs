@@ -6,6 +6,7 @@
 pub mod allocator;
 pub mod api;
 pub mod bench;
+pub mod bench_bounds;
 pub mod bench_reads;
 pub mod chain;
 pub mod cli_prove;

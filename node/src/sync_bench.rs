@@ -162,6 +162,7 @@ pub fn run(spec: SyncBenchSpec) -> Result<()> {
         bail!("--blocks and --txs must be at least 1");
     }
     let dir = tempfile::tempdir().context("creating a work folder")?;
+    let bounds = crate::bench_bounds::Bounds::measure(dir.path())?;
     let gen_started = Instant::now();
     let homes = generated_chain(
         dir.path(),
@@ -232,12 +233,15 @@ pub fn run(spec: SyncBenchSpec) -> Result<()> {
     if let Some(last) = progress.last() {
         eprintln!("the full node's last progress line:\n  {last}");
     }
+    let txs_per_s = (spec.blocks * spec.txs_per_block as u64) as f64 / secs;
     let report = json!({
+        // The syncing node verifies every transaction once, on all the cores.
+        "bounds": bounds.report(1, txs_per_s),
         "blocks": spec.blocks,
         "txs_per_block": spec.txs_per_block,
         "sync_s": secs,
         "blocks_per_s": spec.blocks as f64 / secs,
-        "txs_per_s": (spec.blocks * spec.txs_per_block as u64) as f64 / secs,
+        "txs_per_s": txs_per_s,
         "syncing_node_cpu_s": cpu_s,
         "syncing_node_rss_mb": rss_mb,
         "progress_lines": progress.len(),
