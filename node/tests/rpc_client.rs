@@ -1,6 +1,7 @@
 //! The JSON-RPC interface against a live 4-validator testnet, through a real CometBFT client
 //! (`tendermint-rpc` 0.40, CompatMode::V0_38): every method it offers parses, and what it
-//! returns agrees with the chain (hashes, heights, proposers in the node's own log).
+//! returns agrees with the chain (hashes, heights, proposers in the node's own log), and the
+//! header and validator-set hashes are the ones tendermint-rs recomputes from the JSON.
 
 mod common;
 
@@ -80,6 +81,23 @@ fn a_real_cometbft_client_parses_every_method_and_the_content_is_right() {
                 "commit of {h}"
             );
             assert_eq!(commit.signed_header.header.height.value(), h);
+            // What a Tendermint light client recomputes from the JSON (tendermint-rs, the
+            // verifier relayers use): the header hash is the id the commit signs, and the
+            // validators at h hash to the header's validators_hash.
+            assert_eq!(
+                commit.signed_header.header.hash(),
+                commit.signed_header.commit.block_id.hash,
+                "header hash of {h} recomputed by tendermint-rs"
+            );
+            let set = c
+                .validators(h as u32, Paging::All)
+                .await
+                .expect("validators");
+            assert_eq!(
+                tendermint::validator::Set::without_proposer(set.validators).hash(),
+                commit.signed_header.header.validators_hash,
+                "validators hash of {h} recomputed by tendermint-rs"
+            );
             let proposer = b.block.header.proposer_address.to_string().to_uppercase();
             assert_eq!(
                 logged_proposer(&log, h).as_deref(),

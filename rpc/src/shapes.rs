@@ -70,7 +70,8 @@ pub fn pub_key(k: &PublicKey) -> Value {
     json!({"type": "tendermint/PubKeyEd25519", "value": b64(&k.to_bytes())})
 }
 
-/// CometBFT's BlockID: the hash plus a part-set header (Basalt sends a block as one part).
+/// CometBFT's BlockID: the hash plus a part-set header (Basalt sends a block as one part;
+/// [`basalt_types::Header::id`] hashes a last block id in this same form).
 pub fn block_id(id: Option<BlockId>) -> Value {
     match id {
         Some(id) => json!({"hash": id.0.to_hex(), "parts": {"total": 1, "hash": id.0.to_hex()}}),
@@ -80,7 +81,10 @@ pub fn block_id(id: Option<BlockId>) -> Value {
 
 pub fn header(h: &Header) -> Value {
     json!({
-        "version": {"block": "11", "app": "0"},
+        "version": {
+            "block": basalt_types::block::VERSION_BLOCK.to_string(),
+            "app": basalt_types::block::VERSION_APP.to_string(),
+        },
         "chain_id": h.chain_id,
         "height": h.height.0.to_string(),
         "time": rfc3339(h.time),

@@ -304,14 +304,15 @@ impl ValidatorSet {
     }
 
     /// Commits to the set's membership and powers (not priorities), for
-    /// `validators_hash` in block headers.
+    /// `validators_hash` in block headers: CometBFT's `ValidatorSet.Hash()` over the set in
+    /// its order (power, then address), which a Tendermint light client recomputes.
     pub fn hash(&self) -> Hash {
-        let leaves: Vec<Hash> = self
+        let members: Vec<([u8; 32], i64)> = self
             .validators
             .iter()
-            .map(|v| Hash::of(&(&v.public_key, v.voting_power)))
+            .map(|v| (v.public_key.to_bytes(), v.voting_power as i64))
             .collect();
-        basalt_types::merkle_root(&leaves)
+        Hash(basalt_types::canonical::validators_hash(&members))
     }
 
     /// Checks that `commit` finalises `block_id` at `height` with more than 2/3 of this set's

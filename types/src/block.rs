@@ -79,9 +79,41 @@ pub struct Header {
     pub proposer_address: Address,
 }
 
+/// The header `version` Basalt reports and hashes: CometBFT v0.38's block protocol 11, app 0.
+pub const VERSION_BLOCK: u64 = 11;
+pub const VERSION_APP: u64 = 0;
+
 impl Header {
+    /// CometBFT's `Header.Hash()` ([`crate::canonical::header_hash`]), so that a Tendermint
+    /// light client recomputes it from the header the RPC shows.
     pub fn id(&self) -> BlockId {
-        BlockId(Hash::of(self))
+        let last = self.last_block_id.map(|id| crate::canonical::BlockId {
+            hash: id.0 .0.to_vec(),
+            parts_total: 1,
+            parts_hash: id.0 .0.to_vec(),
+        });
+        BlockId(Hash(crate::canonical::header_hash(
+            &crate::canonical::Header {
+                version_block: VERSION_BLOCK,
+                version_app: VERSION_APP,
+                chain_id: &self.chain_id,
+                height: self.height.0 as i64,
+                time: crate::canonical::Time {
+                    seconds: self.time.seconds,
+                    nanos: self.time.nanos as i32,
+                },
+                last_block_id: last.unwrap_or_default(),
+                last_commit_hash: &self.last_commit_hash.0,
+                data_hash: &self.data_hash.0,
+                validators_hash: &self.validators_hash.0,
+                next_validators_hash: &self.next_validators_hash.0,
+                consensus_hash: &self.consensus_hash.0,
+                app_hash: &self.app_hash.0,
+                last_results_hash: &self.last_results_hash.0,
+                evidence_hash: &self.evidence_hash.0,
+                proposer_address: &self.proposer_address.0,
+            },
+        )))
     }
 }
 
