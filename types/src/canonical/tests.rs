@@ -219,3 +219,49 @@ fn merkle_roots_match_tendermint_rs_for_every_small_count() {
     }
     assert_eq!(data_hash::<Vec<u8>>(&[]), merkle_root::<Vec<u8>>(&[]));
 }
+
+/// CometBFT's `TestHeaderHash` vector (types/block_test.go).
+#[test]
+fn cometbft_header_hash_vector() {
+    let sum = |s: &str| sha256(&[s.as_bytes()]);
+    let (c, d, v, n, k, a, r, e) = (
+        sum("last_commit_hash"),
+        sum("data_hash"),
+        sum("validators_hash"),
+        sum("next_validators_hash"),
+        sum("consensus_hash"),
+        sum("app_hash"),
+        sum("last_results_hash"),
+        sum("evidence_hash"),
+    );
+    let proposer = &sum("proposer_address")[..20];
+    let h = Header {
+        version_block: 1,
+        version_app: 2,
+        chain_id: "chainId",
+        height: 3,
+        // 2019-10-13T16:14:44Z
+        time: Time {
+            seconds: 1_570_983_284,
+            nanos: 0,
+        },
+        last_block_id: BlockId {
+            hash: vec![0; 32],
+            parts_total: 6,
+            parts_hash: vec![0; 32],
+        },
+        last_commit_hash: &c,
+        data_hash: &d,
+        validators_hash: &v,
+        next_validators_hash: &n,
+        consensus_hash: &k,
+        app_hash: &a,
+        last_results_hash: &r,
+        evidence_hash: &e,
+        proposer_address: proposer,
+    };
+    assert_eq!(
+        hex::encode_upper(header_hash(&h)),
+        "F740121F553B5418C3EFBD343C2DBFE9E007BB67B0D020A0741374BAB65242A4"
+    );
+}
