@@ -341,6 +341,17 @@ impl Store {
         if let Some(runs) = self.index_runs.runs.read().map_err(|_| poisoned())?.clone() {
             return Ok(runs);
         }
+        // Loaded under the writer's lock: a list read from sled just before a writer's
+        // batch must not replace the list that writer sets after it.
+        let _writer = self.index_runs.writer.lock().map_err(|_| poisoned())?;
+        self.runs_under_lock()
+    }
+
+    /// [`Store::runs`] for a caller that holds the writer's lock.
+    fn runs_under_lock(&self) -> Result<Arc<Vec<Arc<Run>>>, StoreError> {
+        if let Some(runs) = self.index_runs.runs.read().map_err(|_| poisoned())?.clone() {
+            return Ok(runs);
+        }
         let mut runs = Vec::new();
         for (k, v) in self.db.scan_prefix(&[RUN])? {
             let meta: RunMeta = decode(&k, &v)?;
@@ -488,7 +499,7 @@ impl Store {
         let _writer = self.index_runs.writer.lock().map_err(|_| poisoned())?;
         self.db.apply(batch)?;
         if let Some(run) = run {
-            let mut runs: Vec<Arc<Run>> = self.runs()?.as_ref().clone();
+            let mut runs: Vec<Arc<Run>> = self.runs_under_lock()?.as_ref().clone();
             runs.push(Arc::new(run));
             runs.sort_by_key(|r| r.id);
             self.set_runs(runs)?;
@@ -603,7 +614,7 @@ impl Store {
             self.db.apply(batch)?;
             self.db.flush()?;
             let mut next: Vec<Arc<Run>> = self
-                .runs()?
+                .runs_under_lock()?
                 .iter()
                 .filter(|r| !removed.iter().any(|x| x.id == r.id))
                 .cloned()
