@@ -1,8 +1,11 @@
 //! Transactions waiting for a block: bounded by count and bytes, admitted by `check_tx`
 //! against the state plus the sender's pending transactions (so back-to-back transactions
 //! from one key are accepted in nonce order), re-checked after every block, and reaped in
-//! per-sender nonce order. A cache of recently seen hashes keeps gossip from bringing the
-//! same transaction back again and again.
+//! per-sender nonce order. A transaction whose nonce is ahead of its sender's next one (it
+//! reached this node before an earlier one, as through a load-balanced endpoint or gossip)
+//! waits, within [`MAX_NONCE_GAP`] and for at most [`WAIT_BLOCKS`] blocks, until the gap
+//! fills. A cache of recently seen hashes keeps gossip from bringing the same transaction
+//! back again and again.
 
 use basalt_runtime::{tx_hash, Runtime, SignedTx, TxResult};
 use basalt_types::{Address, Hash};
@@ -14,11 +17,28 @@ pub enum MempoolError {
     Duplicate,
     #[error("mempool is full ({count} transactions, {bytes} bytes)")]
     Full { count: usize, bytes: usize },
+    #[error("nonce {nonce} is {gap} ahead of the sender's next nonce {next}: at most {MAX_NONCE_GAP} ahead may wait")]
+    NonceGap { nonce: u64, next: u64, gap: u64 },
+}
+
+/// A transaction waiting for its sender's earlier nonces.
+struct Waiting {
+    bytes: Vec<u8>,
+    sender: Address,
+    nonce: u64,
+    /// [`Mempool::blocks`] when it arrived.
+    since: u64,
 }
 
 /// Codes for mempool refusals, next to the runtime's check_tx codes (which stay below 100).
 pub const CODE_DUPLICATE: u32 = 101;
 pub const CODE_FULL: u32 = 102;
+pub const CODE_NONCE_GAP: u32 = 103;
+
+/// How far ahead of its sender's next nonce a transaction may be and still wait.
+pub const MAX_NONCE_GAP: u64 = 16;
+/// Blocks a waiting transaction is kept before it expires.
+pub const WAIT_BLOCKS: u64 = 20;
 
 struct Entry {
     bytes: Vec<u8>,
@@ -43,6 +63,11 @@ pub struct Mempool {
     /// Hashes whose signatures this node verified (committed blocks made of them need no
     /// second verification).
     verified: HashSet<Hash>,
+    /// Transactions ahead of their sender's next nonce (counted in the limits).
+    waiting: HashMap<Hash, Waiting>,
+    waiting_by_sender: HashMap<Address, BTreeMap<u64, Hash>>,
+    /// Blocks seen ([`Mempool::update`] calls): the clock waiting transactions expire by.
+    blocks: u64,
 }
 
 impl Mempool {
@@ -58,7 +83,15 @@ impl Mempool {
             seen_order: VecDeque::new(),
             seen_cap: 100_000,
             verified: HashSet::new(),
+            waiting: HashMap::new(),
+            waiting_by_sender: HashMap::new(),
+            blocks: 0,
         }
+    }
+
+    /// Transactions waiting for an earlier nonce of their sender.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
     }
 
     pub fn len(&self) -> usize {
@@ -92,9 +125,9 @@ impl Mempool {
         }
     }
 
-    /// Whether the transaction is waiting here for a block.
+    /// Whether the transaction is waiting here for a block (or for an earlier nonce).
     pub fn contains(&self, hash: &Hash) -> bool {
-        self.txs.contains_key(hash)
+        self.txs.contains_key(hash) || self.waiting.contains_key(hash)
     }
 
     pub fn seen(&self, hash: &Hash) -> bool {
@@ -114,9 +147,10 @@ impl Mempool {
         if self.seen.contains(&hash) {
             return (refusal(CODE_DUPLICATE, MempoolError::Duplicate), hash);
         }
-        if self.txs.len() >= self.max_txs || self.bytes + bytes.len() > self.max_bytes {
+        let count = self.txs.len() + self.waiting.len();
+        if count >= self.max_txs || self.bytes + bytes.len() > self.max_bytes {
             let e = MempoolError::Full {
-                count: self.txs.len(),
+                count,
                 bytes: self.bytes,
             };
             return (refusal(CODE_FULL, e), hash);
@@ -126,7 +160,14 @@ impl Mempool {
             return (runtime.check_tx(&bytes), hash);
         };
         let sender = tx.sender();
+        let nonce = tx.body.nonce;
         let expected = self.next_nonce(runtime, &sender);
+        if nonce > expected {
+            return (
+                self.wait(runtime, bytes, hash, sender, nonce, expected, sig_checked),
+                hash,
+            );
+        }
         let result = if sig_checked {
             runtime.recheck_tx(&bytes, expected)
         } else {
@@ -138,20 +179,120 @@ impl Mempool {
         self.remember(hash);
         self.verified.insert(hash);
         self.bytes += bytes.len();
+        self.queue(hash, bytes, sender, nonce);
+        self.promote(runtime, &sender);
+        (result, hash)
+    }
+
+    /// Puts an admitted transaction (its sender's next nonce; counted in `bytes` already)
+    /// in line for blocks.
+    fn queue(&mut self, hash: Hash, bytes: Vec<u8>, sender: Address, nonce: u64) {
         self.by_sender
             .entry(sender)
             .or_default()
-            .insert(tx.body.nonce, hash);
+            .insert(nonce, hash);
         self.order.push_back(hash);
         self.txs.insert(
             hash,
             Entry {
                 bytes,
                 sender,
-                nonce: tx.body.nonce,
+                nonce,
             },
         );
-        (result, hash)
+    }
+
+    /// Keeps a transaction ahead of its sender's next nonce `expected` until the gap fills:
+    /// everything but the nonce is checked now (and again when it moves up).
+    #[allow(clippy::too_many_arguments)]
+    fn wait(
+        &mut self,
+        runtime: &Runtime,
+        bytes: Vec<u8>,
+        hash: Hash,
+        sender: Address,
+        nonce: u64,
+        expected: u64,
+        sig_checked: bool,
+    ) -> TxResult {
+        let gap = nonce - expected;
+        if gap > MAX_NONCE_GAP {
+            let e = MempoolError::NonceGap {
+                nonce,
+                next: expected,
+                gap,
+            };
+            return refusal(CODE_NONCE_GAP, e);
+        }
+        if self
+            .waiting_by_sender
+            .get(&sender)
+            .is_some_and(|m| m.contains_key(&nonce))
+        {
+            return refusal(CODE_DUPLICATE, MempoolError::Duplicate);
+        }
+        let result = if sig_checked {
+            runtime.recheck_tx(&bytes, nonce)
+        } else {
+            runtime.check_tx_with_nonce(&bytes, Some(nonce))
+        };
+        if !result.is_ok() {
+            return result;
+        }
+        self.remember(hash);
+        self.verified.insert(hash);
+        self.bytes += bytes.len();
+        self.waiting_by_sender
+            .entry(sender)
+            .or_default()
+            .insert(nonce, hash);
+        self.waiting.insert(
+            hash,
+            Waiting {
+                bytes,
+                sender,
+                nonce,
+                since: self.blocks,
+            },
+        );
+        result
+    }
+
+    /// Moves `sender`'s waiting transactions that now follow on into line, in nonce order;
+    /// one that no longer passes its checks is dropped.
+    fn promote(&mut self, runtime: &Runtime, sender: &Address) {
+        loop {
+            let expected = self.next_nonce(runtime, sender);
+            let Some(hash) = self
+                .waiting_by_sender
+                .get(sender)
+                .and_then(|m| m.get(&expected))
+                .copied()
+            else {
+                return;
+            };
+            let Some(w) = self.unwait(&hash) else {
+                return;
+            };
+            if runtime.recheck_tx(&w.bytes, expected).is_ok() {
+                self.queue(hash, w.bytes, w.sender, w.nonce);
+            } else {
+                self.bytes -= w.bytes.len();
+                self.verified.remove(&hash);
+            }
+        }
+    }
+
+    /// Takes a transaction out of the waiting ones (its bytes stay counted).
+    fn unwait(&mut self, hash: &Hash) -> Option<Waiting> {
+        let w = self.waiting.remove(hash)?;
+        if let Some(m) = self.waiting_by_sender.get_mut(&w.sender) {
+            m.remove(&w.nonce);
+            if m.is_empty() {
+                self.waiting_by_sender.remove(&w.sender);
+            }
+        }
+        Some(w)
     }
 
     /// Up to `max_txs` transactions and `max_bytes` bytes for a proposal, each sender's in
@@ -220,6 +361,28 @@ impl Mempool {
             }
         }
         self.order.retain(|h| self.txs.contains_key(h));
+        // Waiting transactions: drop those committed or overtaken (nonce below the
+        // account's) and those that waited too long; move up those whose gap filled.
+        self.blocks += 1;
+        let stale: Vec<Hash> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| {
+                w.nonce < runtime.account(&w.sender).nonce
+                    || self.blocks.saturating_sub(w.since) > WAIT_BLOCKS
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for h in stale {
+            if let Some(w) = self.unwait(&h) {
+                self.bytes -= w.bytes.len();
+                self.verified.remove(&h);
+            }
+        }
+        let senders: Vec<Address> = self.waiting_by_sender.keys().copied().collect();
+        for sender in senders {
+            self.promote(runtime, &sender);
+        }
     }
 
     fn remove(&mut self, hash: &Hash) {

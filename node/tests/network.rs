@@ -74,6 +74,38 @@ fn four_validators_agree_and_200_transfers_through_rpc_commit_exactly_once() {
             assert_eq!(net.balance(k, a), *amount, "node{k} balance of {a}");
         }
     }
+    // One account's next four transactions sent to four different nodes, latest nonce
+    // first: each waits for its predecessors where it lands, and all commit in nonce order.
+    let key = net.account_key(0);
+    let mut late = Vec::new();
+    for (k, nonce) in [(3usize, 53u64), (2, 52), (1, 51), (0, 50)] {
+        let r = net
+            .client(k)
+            .broadcast_tx_sync(&transfer(&key, nonce, recipients[1], 7))
+            .unwrap();
+        assert_eq!(r["code"], 0, "nonce {nonce} at node{k}: {r}");
+        late.push((nonce, r["hash"].as_str().unwrap().to_string()));
+    }
+    let mut placed = Vec::new();
+    wait_for("the out-of-order transfers to commit", MINUTE, || {
+        placed = late
+            .iter()
+            .filter_map(|(nonce, h)| {
+                let r = net.client(3).call("tx", json!({"hash": h})).ok()?;
+                let height: u64 = r["height"].as_str()?.parse().ok()?;
+                Some((*nonce, height, r["index"].as_u64()?))
+            })
+            .collect();
+        placed.len() == late.len()
+    });
+    placed.sort();
+    assert!(
+        placed
+            .windows(2)
+            .all(|w| (w[0].1, w[0].2) < (w[1].1, w[1].2)),
+        "committed in nonce order: {placed:?}"
+    );
+
     // The CLI: back-to-back transfers from one key both succeed and commit.
     let home = net.home(0);
     let to = recipients[0].to_hex();

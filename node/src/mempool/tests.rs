@@ -53,8 +53,10 @@ fn back_to_back_nonces_are_admitted_and_reaped_in_order() {
         assert_eq!(r.code, 0, "{}", r.log);
     }
     assert_eq!(m.next_nonce(&rt, &sender), 3);
-    // A gap and a replay are refused by check_tx.
-    assert_ne!(m.add(&rt, transfer(1, 7, 5), false).0.code, 0);
+    // A gap beyond what may wait is refused with its own code; a replay by check_tx.
+    let (far, _) = m.add(&rt, transfer(1, 3 + MAX_NONCE_GAP + 1, 5), false);
+    assert_eq!(far.code, CODE_NONCE_GAP);
+    assert!(far.log.contains("next nonce 3"), "{}", far.log);
     assert_ne!(m.add(&rt, transfer(1, 1, 6), false).0.code, 0);
     // The same bytes twice: a duplicate.
     let (dup, _) = m.add(&rt, transfer(1, 2, 5), false);
@@ -130,7 +132,7 @@ fn a_checked_signature_skips_only_the_signature_check() {
     assert!(!crate::sigcheck::all_valid(std::slice::from_ref(&forged)));
     assert_eq!(m.add(&rt, good, true).0.code, 0);
     // Everything else is still checked: a wrong nonce, a wrong chain.
-    assert_ne!(m.add(&rt, transfer(3, 4, 5), true).0.code, 0);
+    assert_ne!(m.add(&rt, transfer(3, 40, 5), true).0.code, 0);
     let other_chain = TxBody {
         chain_id: "other".into(),
         nonce: 0,
@@ -144,4 +146,73 @@ fn a_checked_signature_skips_only_the_signature_check() {
     .to_bytes();
     assert_ne!(m.add(&rt, other_chain, true).0.code, 0);
     assert_eq!(m.len(), 1);
+}
+
+/// The sender's transactions in a reaped batch, as nonces.
+fn nonces_of(txs: &[Vec<u8>], from: u8) -> Vec<u64> {
+    let sender = key(from).public_key().address();
+    txs.iter()
+        .map(|b| SignedTx::decode(b).unwrap())
+        .filter(|t| t.sender() == sender)
+        .map(|t| t.body.nonce)
+        .collect()
+}
+
+#[test]
+fn a_transaction_ahead_of_its_nonce_waits_until_the_gap_fills() {
+    let rt = runtime();
+    let mut m = Mempool::new(100, 1 << 20);
+    // Nonces 3, 1, 2 arrive before 0 (as through four different nodes).
+    for n in [3u64, 1, 2] {
+        let (r, _) = m.add(&rt, transfer(1, n, 5), false);
+        assert_eq!(r.code, 0, "nonce {n}: {}", r.log);
+    }
+    assert_eq!((m.len(), m.waiting()), (0, 3));
+    assert!(
+        m.reap(10, 1 << 20).is_empty(),
+        "nothing can go in before nonce 0"
+    );
+    // The same waiting transaction again is a duplicate; another one with a waiting nonce too.
+    assert_eq!(m.add(&rt, transfer(1, 2, 5), false).0.code, CODE_DUPLICATE);
+    assert_eq!(m.add(&rt, transfer(1, 2, 6), false).0.code, CODE_DUPLICATE);
+    assert_eq!(m.add(&rt, transfer(1, 0, 5), false).0.code, 0);
+    assert_eq!((m.len(), m.waiting()), (4, 0));
+    assert_eq!(nonces_of(&m.reap(10, 1 << 20), 1), vec![0, 1, 2, 3]);
+    let sender = key(1).public_key().address();
+    assert_eq!(m.next_nonce(&rt, &sender), 4);
+}
+
+#[test]
+fn waiting_transactions_expire_leave_when_overtaken_and_count_in_the_limits() {
+    let mut rt = runtime();
+    let mut m = Mempool::new(3, 1 << 20);
+    let late = transfer(1, 2, 5);
+    assert_eq!(m.add(&rt, late.clone(), false).0.code, 0);
+    assert_eq!(m.add(&rt, transfer(2, 1, 5), false).0.code, 0);
+    assert_eq!(m.add(&rt, transfer(3, 0, 5), false).0.code, 0);
+    assert_eq!(m.add(&rt, transfer(3, 1, 5), false).0.code, CODE_FULL);
+    // Sender 2's nonce 0 is committed by a block from elsewhere: its nonce 1 moves up.
+    let b0 = transfer(2, 0, 5);
+    let ctx = BlockContext {
+        height: 1,
+        ..Default::default()
+    };
+    rt.execute_block(&ctx, std::slice::from_ref(&b0)).unwrap();
+    m.update(&rt, &[b0]);
+    assert_eq!((m.len(), m.waiting()), (2, 1));
+    // Sender 1's nonce 2 waits for 0 and 1, which never come: it expires once more than
+    // WAIT_BLOCKS blocks (the one above included) have passed.
+    for _ in 1..WAIT_BLOCKS {
+        m.update(&rt, &[]);
+    }
+    assert_eq!(m.waiting(), 1, "still within its time");
+    m.update(&rt, &[]);
+    assert_eq!(m.waiting(), 0, "expired");
+    assert!(!m.contains(&basalt_runtime::tx_hash(&late)));
+    assert_eq!(m.len(), 2);
+    let before = m.size_bytes();
+    assert_eq!(
+        before,
+        m.reap(10, 1 << 20).iter().map(Vec::len).sum::<usize>()
+    );
 }
