@@ -70,11 +70,14 @@ pub fn pub_key(k: &PublicKey) -> Value {
     json!({"type": "tendermint/PubKeyEd25519", "value": b64(&k.to_bytes())})
 }
 
-/// CometBFT's BlockID: the hash plus a part-set header (Basalt sends a block as one part;
-/// [`basalt_types::Header::id`] hashes a last block id in this same form).
+/// CometBFT's BlockID: the hash plus its part-set header ([`BlockId::parts`], which
+/// [`basalt_types::Header::id`] hashes too).
 pub fn block_id(id: Option<BlockId>) -> Value {
     match id {
-        Some(id) => json!({"hash": id.0.to_hex(), "parts": {"total": 1, "hash": id.0.to_hex()}}),
+        Some(id) => {
+            let (total, parts) = id.parts();
+            json!({"hash": id.0.to_hex(), "parts": {"total": total, "hash": parts.to_hex()}})
+        }
         None => json!({"hash": "", "parts": {"total": 0, "hash": ""}}),
     }
 }

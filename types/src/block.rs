@@ -27,6 +27,24 @@ use std::fmt;
 #[serde(transparent)]
 pub struct BlockId(pub Hash);
 
+impl BlockId {
+    /// The part-set header Basalt reports (RPC) and hashes (a header's `last_block_id`): one
+    /// part, named by the block hash, until blocks travel in parts.
+    pub fn parts(&self) -> (u32, Hash) {
+        (1, self.0)
+    }
+
+    /// This id as CometBFT's `BlockID`.
+    pub fn canonical(&self) -> crate::canonical::BlockId {
+        let (total, hash) = self.parts();
+        crate::canonical::BlockId {
+            hash: self.0 .0.to_vec(),
+            parts_total: total,
+            parts_hash: hash.0.to_vec(),
+        }
+    }
+}
+
 impl fmt::Debug for BlockId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "B{:?}", self.0)
@@ -87,11 +105,6 @@ impl Header {
     /// CometBFT's `Header.Hash()` ([`crate::canonical::header_hash`]), so that a Tendermint
     /// light client recomputes it from the header the RPC shows.
     pub fn id(&self) -> BlockId {
-        let last = self.last_block_id.map(|id| crate::canonical::BlockId {
-            hash: id.0 .0.to_vec(),
-            parts_total: 1,
-            parts_hash: id.0 .0.to_vec(),
-        });
         BlockId(Hash(crate::canonical::header_hash(
             &crate::canonical::Header {
                 version_block: VERSION_BLOCK,
@@ -102,7 +115,10 @@ impl Header {
                     seconds: self.time.seconds,
                     nanos: self.time.nanos as i32,
                 },
-                last_block_id: last.unwrap_or_default(),
+                last_block_id: self
+                    .last_block_id
+                    .map(|id| id.canonical())
+                    .unwrap_or_default(),
                 last_commit_hash: &self.last_commit_hash.0,
                 data_hash: &self.data_hash.0,
                 validators_hash: &self.validators_hash.0,

@@ -1,13 +1,14 @@
 //! CometBFT v0.38's canonical encodings, where light clients and remote signers look
 //! (DESIGN.md §6a): vote and proposal sign bytes (`CanonicalVote` / `CanonicalProposal`,
-//! length-delimited protobuf), the header hash, the validator-set hash, the commit hash and
-//! the data hash (RFC 6962 Merkle trees over protobuf encodings).
+//! length-delimited protobuf), the header hash, the validator-set hash and the commit hash
+//! (RFC 6962 Merkle trees, [`crate::merkle_root`], over protobuf encodings). The data hash
+//! is [`crate::Block::compute_data_hash`].
 //!
 //! Encoded by hand (a few dozen lines of protobuf) rather than through `tendermint-proto`
 //! and `prost`, which the shipped binary would otherwise carry; the tests pin the result
 //! against CometBFT's own vectors and against tendermint-rs as an oracle.
 
-use sha2::{Digest, Sha256};
+use crate::hash::merkle_root;
 
 /// `SignedMsgType` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,38 +173,6 @@ pub fn proposal_sign_bytes(
     delimited(p.done())
 }
 
-fn sha256(parts: &[&[u8]]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p);
-    }
-    h.finalize().into()
-}
-
-/// CometBFT's `merkle.HashFromByteSlices`: RFC 6962 leaves (`0x00`) and inner nodes
-/// (`0x01`), split at the largest power of two below the count; SHA-256 of nothing for none.
-pub fn merkle_root<T: AsRef<[u8]>>(items: &[T]) -> [u8; 32] {
-    match items.len() {
-        0 => sha256(&[]),
-        1 => sha256(&[&[0], items[0].as_ref()]),
-        n => {
-            let k = split_point(n);
-            let (l, r) = (merkle_root(&items[..k]), merkle_root(&items[k..]));
-            sha256(&[&[1], &l, &r])
-        }
-    }
-}
-
-/// The largest power of two strictly below `n` (n ≥ 2).
-fn split_point(n: usize) -> usize {
-    let p = n.next_power_of_two();
-    if p == n {
-        n / 2
-    } else {
-        p / 2
-    }
-}
-
 /// The fields of a header as CometBFT hashes them.
 #[derive(Clone, Debug, Default)]
 pub struct Header<'a> {
@@ -249,6 +218,7 @@ pub fn header_hash(h: &Header) -> [u8; 32] {
         wrapped(h.evidence_hash),
         wrapped(h.proposer_address),
     ])
+    .0
 }
 
 /// `ValidatorSet.Hash()` over (ed25519 public key, voting power) in the set's order
@@ -261,7 +231,7 @@ pub fn validators_hash(validators: &[([u8; 32], i64)]) -> [u8; 32] {
             Proto::default().message(1, &pub_key).int(2, *power).done()
         })
         .collect();
-    merkle_root(&leaves)
+    merkle_root(&leaves).0
 }
 
 /// `BlockIDFlag` values of a commit signature.
@@ -295,13 +265,7 @@ pub fn commit_hash(sigs: &[CommitSig]) -> [u8; 32] {
                 .done()
         })
         .collect();
-    merkle_root(&leaves)
-}
-
-/// `Data.Hash()`: the Merkle root of the transactions' SHA-256 hashes.
-pub fn data_hash<T: AsRef<[u8]>>(txs: &[T]) -> [u8; 32] {
-    let hashes: Vec<[u8; 32]> = txs.iter().map(|t| sha256(&[t.as_ref()])).collect();
-    merkle_root(&hashes)
+    merkle_root(&leaves).0
 }
 
 #[cfg(test)]

@@ -59,6 +59,12 @@ impl std::io::Write for HashWriter {
     }
 }
 
+impl AsRef<[u8]> for Hash {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
@@ -84,26 +90,19 @@ impl<'de> Deserialize<'de> for Hash {
     }
 }
 
-/// RFC 6962-style Merkle root: leaves hashed with a 0x00 prefix, inner nodes with 0x01,
-/// the split at the largest power of two below the count. The empty list hashes to
-/// SHA-256 of nothing. Domain-separated prefixes stop a leaf from posing as an inner node.
-pub fn merkle_root(leaves: &[Hash]) -> Hash {
+/// RFC 6962-style Merkle root (CometBFT's `merkle.HashFromByteSlices`): leaves hashed with
+/// a 0x00 prefix, inner nodes with 0x01, the split at the largest power of two below the
+/// count. The empty list hashes to SHA-256 of nothing. Domain-separated prefixes stop a leaf
+/// from posing as an inner node.
+pub fn merkle_root<T: AsRef<[u8]>>(leaves: &[T]) -> Hash {
     match leaves.len() {
         0 => Hash::digest(&[]),
-        1 => {
-            let mut buf = [0u8; 33];
-            buf[1..].copy_from_slice(&leaves[0].0);
-            Hash::digest(&buf)
-        }
+        1 => Hash::digest_parts(&[&[0], leaves[0].as_ref()]),
         n => {
             let split = n.next_power_of_two() / 2;
             let left = merkle_root(&leaves[..split]);
             let right = merkle_root(&leaves[split..]);
-            let mut buf = [0u8; 65];
-            buf[0] = 1;
-            buf[1..33].copy_from_slice(&left.0);
-            buf[33..].copy_from_slice(&right.0);
-            Hash::digest(&buf)
+            Hash::digest_parts(&[&[1], &left.0, &right.0])
         }
     }
 }
