@@ -166,6 +166,14 @@ fn index_key(k: &str, v: &str, height: u64) -> Vec<u8> {
     out
 }
 
+/// The height an [`index_key`] ends with.
+fn index_key_height(key: &[u8]) -> Option<u64> {
+    key.len()
+        .checked_sub(8)
+        .and_then(|at| key[at..].try_into().ok())
+        .map(u64::from_be_bytes)
+}
+
 /// What executing a block produced, kept for `block_results` and `last_results_hash`.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct BlockResults {
@@ -695,12 +703,7 @@ impl Store {
         let earliest = self.earliest_height()?.unwrap_or(0);
         let mut out = Vec::new();
         for (key, hashes) in self.index_scan(&index_prefix(k, v), true)? {
-            let height = key
-                .len()
-                .checked_sub(8)
-                .and_then(|at| key[at..].try_into().ok())
-                .map(u64::from_be_bytes);
-            if height.is_some_and(|h| h < earliest) {
+            if index_key_height(&key).is_some_and(|h| h < earliest) {
                 continue;
             }
             if !hashes.len().is_multiple_of(32) {

@@ -6,7 +6,7 @@
 
 use crate::kv::{Entries, Entry};
 use crate::segments::SegKind;
-use crate::store::{enc, Store, StoreError, TxLocation, INDEX, TX};
+use crate::store::{enc, index_key_height, Store, StoreError, TxLocation, INDEX, TX};
 use basalt_types::Hash;
 use borsh::{BorshDeserialize, BorshSerialize};
 
@@ -47,12 +47,7 @@ pub(super) fn entry_height(key: &[u8], value: &[u8]) -> u64 {
         Some(&TX) => borsh::from_slice::<TxLocation>(value)
             .map(|at| at.height)
             .unwrap_or(0),
-        _ => key
-            .len()
-            .checked_sub(8)
-            .and_then(|at| key[at..].try_into().ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0),
+        _ => index_key_height(key).unwrap_or(0),
     }
 }
 

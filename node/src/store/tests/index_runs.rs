@@ -18,6 +18,17 @@ fn indexed_block(h: u64) -> (Block, Vec<TxOutcome>) {
     )
 }
 
+/// Saves (and indexes) blocks 1 to `n` of [`indexed_block`].
+fn save_indexed(s: &Store, n: u64) -> Vec<Block> {
+    (1..=n)
+        .map(|h| {
+            let (b, outcomes) = indexed_block(h);
+            save(s, &b, outcomes);
+            b
+        })
+        .collect()
+}
+
 /// Every transaction of `blocks` is found at its place, and each recipient's list is the
 /// chain-ordered list of its transactions.
 fn assert_all_found(s: &Store, blocks: &[Block]) {
@@ -54,12 +65,7 @@ fn assert_no_stray_files(s: &Store) {
 #[test]
 fn runs_merge_by_level_and_every_transaction_stays_findable() {
     let s = Store::in_memory(&MemKv::default());
-    let mut blocks = Vec::new();
-    for h in 1..=80 {
-        let (b, outcomes) = indexed_block(h);
-        save(&s, &b, outcomes);
-        blocks.push(b);
-    }
+    let blocks = save_indexed(&s, 80);
     // One run a block: 80 level-0 runs merged 8 at a time into 10 of level 1, 8 of those
     // into one of level 2.
     let shapes = s.index_run_shapes();
@@ -83,12 +89,7 @@ fn runs_merge_by_level_and_every_transaction_stays_findable() {
 #[test]
 fn pruned_heights_leave_the_index_and_its_files_shrink() {
     let s = Store::in_memory(&MemKv::default());
-    let mut blocks = Vec::new();
-    for h in 1..=80 {
-        let (b, outcomes) = indexed_block(h);
-        save(&s, &b, outcomes);
-        blocks.push(b);
-    }
+    let blocks = save_indexed(&s, 80);
     let before = s.index_bytes().unwrap();
     assert_eq!(s.prune_blocks(71, 100).unwrap(), 70);
     while s.index_next(64).unwrap().is_some() {}
@@ -159,12 +160,7 @@ fn a_power_cut_anywhere_in_indexing_or_merging_loses_nothing() {
 fn a_recorded_run_whose_file_is_gone_makes_the_index_rebuild_from_the_blocks() {
     let kv = MemKv::default();
     let s = Store::in_memory(&kv);
-    let mut blocks = Vec::new();
-    for h in 1..=12 {
-        let (b, outcomes) = indexed_block(h);
-        save(&s, &b, outcomes);
-        blocks.push(b);
-    }
+    let blocks = save_indexed(&s, 12);
     // What sled losing the tail of its log after a merge leaves: runs recorded whose
     // files the merge deleted.
     let gone = s.db.seg_list(Index).unwrap()[0].0;
