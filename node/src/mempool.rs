@@ -261,7 +261,7 @@ impl Mempool {
     /// Moves `sender`'s waiting transactions that now follow on into line, in nonce order;
     /// one that no longer passes its checks is dropped.
     fn promote(&mut self, runtime: &Runtime, sender: &Address) {
-        loop {
+        while self.waiting_by_sender.contains_key(sender) {
             let expected = self.next_nonce(runtime, sender);
             let Some(hash) = self
                 .waiting_by_sender

@@ -23,6 +23,7 @@ struct Exercised {
     caught: usize,
     txs_admitted: usize,
     txs_committed: usize,
+    txs_sent_ahead_committed: usize,
     torn_wals: usize,
     lost_batches: usize,
     cuts_in_writes: usize,
@@ -37,6 +38,7 @@ fn run(config: &SimConfig, first: u64, count: u64) -> (Summary, Exercised) {
         ex.caught += r.caught;
         ex.txs_admitted += r.txs_admitted;
         ex.txs_committed += r.txs_committed;
+        ex.txs_sent_ahead_committed += r.txs_sent_ahead_committed;
         ex.torn_wals += r.torn_wals;
         ex.lost_batches += r.lost_batches;
         ex.cuts_in_writes += r.cuts_in_writes;
@@ -92,6 +94,12 @@ fn at_the_bound(n: usize) {
         "{} of {} admitted transactions committed",
         ex.txs_committed,
         ex.txs_admitted
+    );
+    // Transactions sent ahead of their predecessor through another node waited in the
+    // mempools and committed after it.
+    assert!(
+        ex.txs_sent_ahead_committed > 0,
+        "some transaction sent ahead of its nonce committed"
     );
     // Power cuts inside a store write (a block's batch or its flush), at a write chosen by
     // the seed: the checker held those nodes to the others' history and app hashes.

@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         }
         if args.verbose {
             println!(
-                "seed {}: min height {} in {} ms simulated, {} events, {} messages; {} crashes ({} inside a store write, {} unflushed store batches lost, {} torn WAL tails cut); {} of {} admitted transactions committed, {} dropped with a reason",
+                "seed {}: min height {} in {} ms simulated, {} events, {} messages; {} crashes ({} inside a store write, {} unflushed store batches lost, {} torn WAL tails cut); {} of {} admitted transactions committed ({} sent ahead of their nonce), {} dropped with a reason",
                 report.seed,
                 report.min_honest_height,
                 report.sim_millis,
@@ -91,6 +91,7 @@ fn main() -> ExitCode {
                 report.torn_wals,
                 report.txs_committed,
                 report.txs_admitted,
+                report.txs_sent_ahead_committed,
                 report.txs_dropped.len()
             );
         }

@@ -4,8 +4,10 @@
 use super::*;
 
 impl World {
-    /// Each client account without a transfer in flight sends one (its next nonce, to a
-    /// random account) through a random honest node that is up.
+    /// Each client account with nothing in flight sends its next nonce (to a random
+    /// account) through a random honest node that is up; one time in four it first sends
+    /// the nonce after it through another random node, which must hold it until the
+    /// earlier one arrives (the mempool's waiting transactions).
     pub(super) fn client_sends(&mut self) {
         let up: Vec<usize> = self
             .nodes
@@ -17,7 +19,7 @@ impl World {
             return;
         }
         let a = self.rng.gen_range(0..ACCOUNTS);
-        if self.accounts[a].in_flight.is_some() {
+        if !self.accounts[a].in_flight.is_empty() {
             return;
         }
         // Mostly transfers; one in five a delegation of one unit of power to a random
@@ -29,19 +31,45 @@ impl World {
                 amount: 1_000_000,
             }
         } else {
-            let to = account_key(self.rng.gen_range(0..ACCOUNTS))
-                .public_key()
-                .address();
-            Msg::Transfer { to, amount: 10 }
+            Msg::Transfer {
+                to: self.random_account(),
+                amount: 10,
+            }
         };
+        let nonce = self.accounts[a].nonce;
+        let next = self.rng.gen_bool(0.25).then(|| Msg::Transfer {
+            to: self.random_account(),
+            amount: 10,
+        });
+        let first = self.sign_for(a, nonce, msg);
+        if let Some(msg) = next {
+            let ahead = self.sign_for(a, nonce + 1, msg);
+            let hash = self.submit(a, ahead, &up);
+            self.sent_ahead_of
+                .insert(hash, basalt_runtime::tx_hash(&first));
+        }
+        self.submit(a, first, &up);
+    }
+
+    fn random_account(&mut self) -> basalt_types::Address {
+        account_key(self.rng.gen_range(0..ACCOUNTS))
+            .public_key()
+            .address()
+    }
+
+    fn sign_for(&self, a: usize, nonce: u64, msg: Msg) -> Vec<u8> {
         let tx: SignedTx = TxBody {
             chain_id: CHAIN_ID.into(),
-            nonce: self.accounts[a].nonce,
+            nonce,
             fee: 1,
             msg,
         }
         .sign(&self.accounts[a].key);
-        let bytes = tx.to_bytes();
+        tx.to_bytes()
+    }
+
+    /// Submits `bytes` from account `a` through a random node of `up`; returns its hash.
+    fn submit(&mut self, a: usize, bytes: Vec<u8>, up: &[usize]) -> Hash {
         let hash = basalt_runtime::tx_hash(&bytes);
         let node = up[self.rng.gen_range(0..up.len())];
         self.feed(
@@ -53,8 +81,9 @@ impl World {
             None,
         );
         if self.admitted.contains_key(&hash) {
-            self.accounts[a].in_flight = Some(hash);
+            self.accounts[a].in_flight.push(hash);
         }
+        hash
     }
 
     pub(super) fn committed(&mut self, i: usize, c: &basalt_node::driver::Committed) {
@@ -87,8 +116,8 @@ impl World {
                         }
                     }
                     for acc in &mut self.accounts {
-                        if acc.in_flight == Some(hash) {
-                            acc.in_flight = None;
+                        if let Some(at) = acc.in_flight.iter().position(|h| *h == hash) {
+                            acc.in_flight.remove(at);
                             acc.nonce += 1;
                         }
                     }
@@ -98,7 +127,8 @@ impl World {
     }
 
     /// Admitted transfers never committed, each with why: still waiting in a live node's
-    /// mempool, or lost with the mempool of the node that admitted it.
+    /// mempool, lost with the mempool of the node that admitted it, or sent ahead of a
+    /// predecessor that never committed (it waited, then expired).
     pub(super) fn dropped_txs(&self) -> Vec<(Hash, &'static str)> {
         self.admitted
             .iter()
@@ -113,6 +143,12 @@ impl World {
                     "its node crashed before the transfer was committed (mempools are not durable)"
                 } else if pending {
                     "still in a mempool when the run ended"
+                } else if self
+                    .sent_ahead_of
+                    .get(h)
+                    .is_some_and(|p| self.admitted.get(p).is_none_or(|pa| pa.committed == 0))
+                {
+                    "sent ahead of a transaction that never committed: it expired waiting"
                 } else {
                     "lost"
                 };

@@ -140,6 +140,9 @@ pub struct SeedReport {
     pub txs_admitted: usize,
     pub txs_committed: usize,
     pub txs_dropped: Vec<(Hash, &'static str)>,
+    /// Committed transactions that a client sent before their predecessor (to another
+    /// node): they waited in a mempool for the gap to fill.
+    pub txs_sent_ahead_committed: usize,
     /// Restarts that found a torn WAL tail and cut it.
     pub torn_wals: usize,
     /// Store batches lost in crashes (applied but not yet flushed).
@@ -148,11 +151,11 @@ pub struct SeedReport {
     pub cuts_in_writes: usize,
 }
 
-/// One client account: its key and the transfer it has in flight.
+/// One client account: its key and the transactions it has in flight.
 struct Account {
     key: PrivateKey,
     nonce: u64,
-    in_flight: Option<Hash>,
+    in_flight: Vec<Hash>,
 }
 
 /// A transfer a node admitted: which node, in which of its lives.
@@ -185,6 +188,8 @@ struct World {
     pending: BTreeMap<(usize, u64), (u32, usize)>,
     accounts: Vec<Account>,
     admitted: BTreeMap<Hash, Admitted>,
+    /// A transaction sent before its predecessor (to another node) → that predecessor.
+    sent_ahead_of: BTreeMap<Hash, Hash>,
     clients_on: bool,
     torn_wals: usize,
     lost_batches: usize,
@@ -212,6 +217,11 @@ pub fn run_seed(cfg: &SimConfig, seed: u64) -> SeedReport {
         txs_admitted: world.admitted.len(),
         txs_committed: world.admitted.values().filter(|a| a.committed > 0).count(),
         txs_dropped,
+        txs_sent_ahead_committed: world
+            .sent_ahead_of
+            .keys()
+            .filter(|h| world.admitted.get(h).is_some_and(|a| a.committed > 0))
+            .count(),
         torn_wals: world.torn_wals,
         lost_batches: world.lost_batches,
         cuts_in_writes: world.cuts_in_writes,
@@ -331,7 +341,7 @@ impl World {
             .map(|i| Account {
                 key: account_key(i),
                 nonce: 0,
-                in_flight: None,
+                in_flight: Vec::new(),
             })
             .collect();
         let mut world = World {
@@ -356,6 +366,7 @@ impl World {
             pending: BTreeMap::new(),
             accounts,
             admitted: BTreeMap::new(),
+            sent_ahead_of: BTreeMap::new(),
             clients_on: true,
             torn_wals: 0,
             lost_batches: 0,
