@@ -357,7 +357,7 @@ impl Engine {
             .get(&p.proposer)
             .ok_or(ConsensusError::UnknownValidator(p.proposer))?
             .public_key;
-        let bytes = sp.proposal.sign_bytes(&self.config.chain_id);
+        let bytes = sp.sign_bytes(&self.config.chain_id);
         if !self.verifier.verify(&key, &bytes, &sp.signature) {
             return Err(ConsensusError::InvalidSignature);
         }
@@ -490,14 +490,17 @@ impl Engine {
             .into_iter()
             .map(|v| (v.vote.validator, v))
             .collect();
-        // Commit signatures in validator-set order, so every node builds the same commit.
+        // One entry per validator in set order (CometBFT's layout, what light clients check),
+        // absent where its precommit for the block is not here.
         let signatures = set
             .validators()
             .iter()
-            .filter_map(|val| by_validator.get(&val.address))
-            .map(|v| CommitSig {
-                validator: v.vote.validator,
-                signature: v.signature,
+            .map(|val| {
+                by_validator.get(&val.address).map(|v| CommitSig {
+                    validator: v.vote.validator,
+                    timestamp: v.timestamp,
+                    signature: v.signature,
+                })
             })
             .collect();
         let commit = Commit {
@@ -667,13 +670,14 @@ fn add_verified(
         .get(&v.validator)
         .ok_or(ConsensusError::UnknownValidator(v.validator))?;
     let held = votes.get(v.round, v.vote_type, &v.validator);
-    // Same content with another signature is the same vote, not an equivocation.
+    // Same content with another signature (or timestamp) is the same vote, not an
+    // equivocation.
     if held.iter().any(|h| h.vote == sv.vote) {
         return Err(ConsensusError::Duplicate);
     }
     if !verifier.verify(
         &validator.public_key,
-        &sv.vote.sign_bytes(chain_id),
+        &sv.sign_bytes(chain_id),
         &sv.signature,
     ) {
         return Err(ConsensusError::InvalidSignature);

@@ -3,9 +3,10 @@
 //! The node persists [`SignerState`] (fsynced) before a signature leaves the process, so that
 //! after a crash the validator re-signs an identical message with the identical signature and
 //! refuses anything that conflicts, never signing two different things for one
-//! height/round/step.
+//! height/round/step. As in CometBFT, a message that differs from the last one only in its
+//! timestamp is the same message: it gets the earlier timestamp and signature back.
 
-use basalt_types::{Height, Round, Signature};
+use basalt_types::{Height, Round, Signature, Timestamp};
 use borsh::{BorshDeserialize, BorshSerialize};
 
 /// Signing steps in the order they happen within a round.
@@ -29,6 +30,8 @@ pub struct LastSigned {
     pub height: Height,
     pub round: Round,
     pub step: SignStep,
+    /// The timestamp inside `sign_bytes`.
+    pub timestamp: Timestamp,
     pub sign_bytes: Vec<u8>,
     pub signature: Signature,
 }
@@ -38,8 +41,9 @@ pub struct LastSigned {
 pub enum SignDecision {
     /// Nothing signed at or after this position: sign, then [`SignerState::record`].
     Sign,
-    /// The identical message was signed before (e.g. before a crash): reuse its signature.
-    Reuse(Signature),
+    /// The same message was signed before (e.g. before a crash), perhaps at another time:
+    /// reuse that timestamp and signature.
+    Reuse(Signature, Timestamp),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,13 +68,14 @@ pub enum DoubleSignError {
 }
 
 impl SignerState {
-    /// May this validator sign `sign_bytes` at (height, round, step)?
+    /// May this validator sign the message whose sign bytes at a given timestamp are
+    /// `sign_bytes_at(timestamp)` at (height, round, step)?
     pub fn check(
         &self,
         height: Height,
         round: Round,
         step: SignStep,
-        sign_bytes: &[u8],
+        sign_bytes_at: impl FnOnce(Timestamp) -> Vec<u8>,
     ) -> Result<SignDecision, DoubleSignError> {
         let Some(last) = &self.last else {
             return Ok(SignDecision::Sign);
@@ -88,8 +93,8 @@ impl SignerState {
             });
         }
         if here == before {
-            return if last.sign_bytes == sign_bytes {
-                Ok(SignDecision::Reuse(last.signature))
+            return if last.sign_bytes == sign_bytes_at(last.timestamp) {
+                Ok(SignDecision::Reuse(last.signature, last.timestamp))
             } else {
                 Err(DoubleSignError::Conflict {
                     height,
@@ -107,6 +112,7 @@ impl SignerState {
         height: Height,
         round: Round,
         step: SignStep,
+        timestamp: Timestamp,
         sign_bytes: Vec<u8>,
         signature: Signature,
     ) {
@@ -114,6 +120,7 @@ impl SignerState {
             height,
             round,
             step,
+            timestamp,
             sign_bytes,
             signature,
         });
@@ -124,47 +131,53 @@ impl SignerState {
 mod tests {
     use super::*;
 
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp { seconds, nanos: 0 }
+    }
+
+    /// Sign bytes of message `m` at time `t`, the shape the real encodings have.
+    fn bytes(m: &'static [u8]) -> impl Fn(Timestamp) -> Vec<u8> {
+        move |t| [m, &t.seconds.to_le_bytes()].concat()
+    }
+
     #[test]
     fn identical_resign_reuses_signature_and_anything_else_at_or_before_is_refused() {
         let mut s = SignerState::default();
         let sig = Signature([7; 64]);
+        let (h, r) = (Height(5), Round(1));
         assert_eq!(
-            s.check(Height(5), Round(1), SignStep::Prevote, b"a"),
+            s.check(h, r, SignStep::Prevote, bytes(b"a")),
             Ok(SignDecision::Sign)
         );
-        s.record(Height(5), Round(1), SignStep::Prevote, b"a".to_vec(), sig);
+        s.record(h, r, SignStep::Prevote, at(10), bytes(b"a")(at(10)), sig);
+        // The same vote again, whatever the clock says now: the first time and signature.
         assert_eq!(
-            s.check(Height(5), Round(1), SignStep::Prevote, b"a"),
-            Ok(SignDecision::Reuse(sig))
+            s.check(h, r, SignStep::Prevote, bytes(b"a")),
+            Ok(SignDecision::Reuse(sig, at(10)))
         );
         assert!(matches!(
-            s.check(Height(5), Round(1), SignStep::Prevote, b"b"),
+            s.check(h, r, SignStep::Prevote, bytes(b"b")),
             Err(DoubleSignError::Conflict { .. })
         ));
         assert!(matches!(
-            s.check(Height(5), Round(1), SignStep::Propose, b"a"),
+            s.check(h, r, SignStep::Propose, bytes(b"a")),
             Err(DoubleSignError::Regression { .. })
         ));
         assert!(matches!(
-            s.check(Height(5), Round(0), SignStep::Precommit, b"a"),
+            s.check(h, Round(0), SignStep::Precommit, bytes(b"a")),
             Err(DoubleSignError::Regression { .. })
         ));
         assert!(matches!(
-            s.check(Height(4), Round(9), SignStep::Precommit, b"a"),
+            s.check(Height(4), Round(9), SignStep::Precommit, bytes(b"a")),
             Err(DoubleSignError::Regression { .. })
         ));
-        assert_eq!(
-            s.check(Height(5), Round(1), SignStep::Precommit, b"c"),
-            Ok(SignDecision::Sign)
-        );
-        assert_eq!(
-            s.check(Height(5), Round(2), SignStep::Propose, b"c"),
-            Ok(SignDecision::Sign)
-        );
-        assert_eq!(
-            s.check(Height(6), Round(0), SignStep::Propose, b"c"),
-            Ok(SignDecision::Sign)
-        );
+        for (h, r, step) in [
+            (h, r, SignStep::Precommit),
+            (h, Round(2), SignStep::Propose),
+            (Height(6), Round(0), SignStep::Propose),
+        ] {
+            assert_eq!(s.check(h, r, step, bytes(b"c")), Ok(SignDecision::Sign));
+        }
     }
 
     #[test]
@@ -174,6 +187,7 @@ mod tests {
             Height(9),
             Round(3),
             SignStep::Precommit,
+            at(4),
             vec![1, 2, 3],
             Signature([1; 64]),
         );

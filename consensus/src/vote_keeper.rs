@@ -176,7 +176,7 @@ mod tests {
             block_id: value.map(|v| BlockId(Hash::digest(v))),
             validator: key.public_key().address(),
         }
-        .sign("vk", &key)
+        .sign("vk", basalt_types::Timestamp::default(), &key)
     }
 
     #[test]

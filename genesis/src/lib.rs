@@ -168,6 +168,11 @@ fn valid_time(t: &str) -> bool {
 }
 
 impl Genesis {
+    /// `genesis_time` as a timestamp: the time of the first block (validated on load).
+    pub fn time(&self) -> basalt_types::Timestamp {
+        basalt_types::time::parse_rfc3339(&self.genesis_time).unwrap_or_default()
+    }
+
     /// Parses and validates a genesis file.
     pub fn from_json(text: &str) -> Result<Genesis, GenesisError> {
         let g: Genesis =
@@ -236,7 +241,9 @@ impl Genesis {
         {
             return Err(GenesisError::ChainId(id.clone()));
         }
-        if !valid_time(&self.genesis_time) {
+        if !valid_time(&self.genesis_time)
+            || basalt_types::time::parse_rfc3339(&self.genesis_time).is_none()
+        {
             return Err(GenesisError::GenesisTime(self.genesis_time.clone()));
         }
         if self.initial_height == 0 {

@@ -50,8 +50,11 @@ pub enum BlockError {
     Header(&'static str),
     #[error("the body does not match the header's hashes")]
     Body,
-    #[error("block time must be after the previous block's")]
-    Time,
+    #[error("block time {got:?} must be the weighted median of the last commit's timestamps ({want:?}; the genesis time for the first block) and after the previous block's")]
+    Time {
+        got: Timestamp,
+        want: Option<Timestamp>,
+    },
     #[error("proposer {0} is not a validator of this height")]
     Proposer(Address),
     #[error("last commit: {0}")]
@@ -233,28 +236,34 @@ impl Chain {
         &self.schedule.current
     }
 
-    /// A block for the next height with `txs` and `evidence`, proposed by `proposer` at
-    /// wall-clock `now` (kept strictly after the previous block's time).
+    /// The time the next block must carry (CometBFT's BFT time): the genesis time for the
+    /// first block, else the power-weighted median of the timestamps in `last_commit`, the
+    /// previous block's commit, counted in the set that signed it.
+    pub fn block_time(&self, last_commit: Option<&Commit>) -> Option<Timestamp> {
+        match (last_commit, &self.last_set) {
+            (None, None) => Some(self.genesis.time()),
+            (Some(c), Some(set)) => set.median_time(c),
+            _ => None,
+        }
+    }
+
+    /// A block for the next height with `txs` and `evidence`, proposed by `proposer`; its
+    /// time is [`Self::block_time`] of the commit it carries.
     pub fn build_block(
         &self,
         proposer: Address,
-        now: Timestamp,
         txs: Vec<Vec<u8>>,
         evidence: Vec<Evidence>,
     ) -> Block {
-        let time = match &self.last_header {
-            Some(h) if h.time >= now => Timestamp {
-                seconds: h.time.seconds + i64::from(h.time.nanos == 999_999_999),
-                nanos: (h.time.nanos + 1) % 1_000_000_000,
-            },
-            _ => now,
-        };
+        let time = self
+            .block_time(self.last_commit.as_ref())
+            .unwrap_or_default();
         let header = Header {
             chain_id: self.chain_id().to_string(),
             height: Height(self.next_height()),
             time,
             last_block_id: self.last_block_id(),
-            last_commit_hash: self.last_commit.as_ref().map(Hash::of).unwrap_or_default(),
+            last_commit_hash: Commit::hash_of(self.last_commit.as_ref()),
             data_hash: Block::compute_data_hash(&txs),
             validators_hash: self.schedule.current.hash(),
             next_validators_hash: self.schedule.next.hash(),
@@ -309,10 +318,14 @@ impl Chain {
         if !block.body_matches_header() {
             return Err(BlockError::Body);
         }
-        if let Some(last) = &self.last_header {
-            if h.time <= last.time {
-                return Err(BlockError::Time);
-            }
+        let want = self.block_time(block.last_commit.as_ref());
+        let time_ok = want == Some(h.time)
+            && self
+                .last_header
+                .as_ref()
+                .is_none_or(|last| h.time > last.time);
+        if !time_ok {
+            return Err(BlockError::Time { got: h.time, want });
         }
         let limits = &self.genesis.consensus_params.block;
         if block.txs.len() as u64 > u64::from(limits.max_txs) {
@@ -412,7 +425,7 @@ impl Chain {
             last_commit_signers: block
                 .last_commit
                 .iter()
-                .flat_map(|c| c.signatures.iter().map(|s| s.validator))
+                .flat_map(|c| c.signed().map(|s| s.validator))
                 .collect::<BTreeSet<_>>(),
             evidence: block.evidence.clone(),
         };

@@ -84,6 +84,10 @@ pub enum QueryCommand {
         /// is checked against its validator set.
         #[arg(long)]
         prove: bool,
+        /// With --prove: verify that header with the light client whose trusted headers are
+        /// in DIR (`basalt light --home DIR`), instead of taking the node's validator set.
+        #[arg(long, value_name = "DIR", requires = "prove")]
+        light_home: Option<std::path::PathBuf>,
     },
     /// A validator by operator address.
     Validator { address: String },
@@ -182,8 +186,19 @@ pub fn run_query(what: QueryCommand, node: &str) -> Result<()> {
         QueryCommand::Account {
             address: a,
             prove: true,
+            light_home,
         } => {
-            let v = crate::cli_prove::prove_account(&client, address(a)?)?;
+            let light = match light_home {
+                Some(dir) => Some(crate::light::LightClient::open(
+                    dir,
+                    node,
+                    &[],
+                    None,
+                    crate::light::verify::Options::default(),
+                )?),
+                None => None,
+            };
+            let v = crate::cli_prove::prove_account(&client, address(a)?, light)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(());
         }

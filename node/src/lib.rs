@@ -20,6 +20,7 @@ pub mod home;
 pub mod index_bench;
 pub mod keys;
 pub mod kv;
+pub mod light;
 pub mod localnet;
 pub mod logging;
 pub mod mempool;

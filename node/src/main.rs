@@ -88,6 +88,31 @@ enum Command {
         #[command(flatten)]
         opts: cli_tx::TxOptions,
     },
+    /// A light client: verify the chain's headers from one trusted header (skipping
+    /// verification with bisection), cross-checked with witnesses; JSON lines on stdout.
+    Light {
+        /// The primary node's JSON-RPC address.
+        #[arg(long, default_value = cli_tx::DEFAULT_NODE)]
+        node: String,
+        /// The height of a header trusted out of band (needed the first time).
+        #[arg(long, requires = "trust_hash")]
+        trust_height: Option<u64>,
+        /// That header's hash (64 hex digits).
+        #[arg(long, requires = "trust_height")]
+        trust_hash: Option<String>,
+        /// Keep verifying each new tip.
+        #[arg(long)]
+        follow: bool,
+        /// A node to cross-check every verified header with (repeatable).
+        #[arg(long)]
+        witness: Vec<String>,
+        /// Where the trusted headers are kept.
+        #[arg(long, default_value = "basalt-light")]
+        home: PathBuf,
+        /// How long a trusted header may be used, in seconds (under the unbonding period).
+        #[arg(long, default_value_t = 14 * 24 * 3600)]
+        trusting_period_s: u64,
+    },
     /// Query a node (JSON on stdout).
     Query {
         #[command(subcommand)]
@@ -314,6 +339,31 @@ fn run(cli: Cli) -> Result<()> {
         } => localnet::run(validators, &dir, base_port)?,
         Command::Tx { msg, opts } => cli_tx::run_tx(msg, opts)?,
         Command::Query { what, node } => cli_tx::run_query(what, &node)?,
+        Command::Light {
+            node,
+            trust_height,
+            trust_hash,
+            follow,
+            witness,
+            home,
+            trusting_period_s,
+        } => {
+            let trust = match (trust_height, trust_hash) {
+                (Some(h), Some(hash)) => Some((
+                    h,
+                    basalt_types::Hash::from_hex(&hash)
+                        .map_err(|e| anyhow::anyhow!("--trust-hash: {e}"))?,
+                )),
+                _ => None,
+            };
+            let options = basalt_node::light::verify::Options {
+                trusting_period_s,
+                ..Default::default()
+            };
+            let client =
+                basalt_node::light::LightClient::open(&home, &node, &witness, trust, options)?;
+            basalt_node::light::run(client, follow)?
+        }
         Command::Bench {
             validators,
             duration,

@@ -70,7 +70,7 @@ impl Driver {
             block_id: other,
             ..v.clone()
         }
-        .sign(self.chain.chain_id(), signer.raw_key());
+        .sign(self.chain.chain_id(), self.now.wall, signer.raw_key());
         tracing::warn!(height = %v.height, round = %v.round, ?kind, "misbehaving: signed a conflicting vote");
         self.publish_consensus(&ConsensusMsg::Vote(conflicting));
     }
@@ -90,7 +90,7 @@ impl Driver {
             block_id: other.id(),
             ..p.clone()
         }
-        .sign(self.chain.chain_id(), signer.raw_key());
+        .sign(self.chain.chain_id(), self.now.wall, signer.raw_key());
         tracing::warn!(height = %p.height, round = %p.round, "misbehaving: signed a second proposal");
         self.publish_consensus(&ConsensusMsg::Proposal {
             proposal,

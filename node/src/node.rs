@@ -318,7 +318,7 @@ impl Node {
         &mut self,
         ev: basalt_types::Evidence,
     ) -> Result<Result<bool, String>, Fatal> {
-        let back = self.step(Event::SubmitEvidence(ev), Origin::None)?;
+        let back = self.step(Event::SubmitEvidence(Box::new(ev)), Origin::None)?;
         Ok(back
             .into_iter()
             .find_map(|e| match e {
@@ -390,7 +390,7 @@ impl Node {
         if let Some(c) = block.last_commit.as_ref() {
             if let Some(prev) = self.driver.store.validator_set(c.height.0).ok().flatten() {
                 for v in prev.validators() {
-                    if !c.signatures.iter().any(|s| s.validator == v.address) {
+                    if !c.signed_by(&v.address) {
                         m.missed_blocks
                             .get_or_create(&crate::metrics::ValidatorLabel {
                                 validator: v.address.to_hex(),

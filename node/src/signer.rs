@@ -4,7 +4,8 @@
 
 use basalt_consensus::signer::{DoubleSignError, LastSigned, SignDecision, SignStep, SignerState};
 use basalt_types::{
-    Height, PrivateKey, Proposal, Round, Signature, SignedProposal, SignedVote, Vote, VoteType,
+    Height, PrivateKey, Proposal, Round, Signature, SignedProposal, SignedVote, Timestamp, Vote,
+    VoteType,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ struct StateFile {
     height: u64,
     round: u32,
     step: u8,
+    /// The timestamp inside `sign_bytes` (seconds, nanoseconds since the Unix epoch).
+    timestamp: (i64, u32),
     sign_bytes: String,
     signature: String,
 }
@@ -88,6 +91,10 @@ impl FileSigner {
                         height: Height(f.height),
                         round: Round(f.round),
                         step,
+                        timestamp: Timestamp {
+                            seconds: f.timestamp.0,
+                            nanos: f.timestamp.1,
+                        },
                         sign_bytes,
                         signature: Signature(sig),
                     }),
@@ -123,21 +130,26 @@ impl FileSigner {
         &self.state
     }
 
+    /// Signs `sign_bytes_at(timestamp)`, or hands back the earlier timestamp and signature
+    /// of the same message.
     fn sign(
         &mut self,
         height: Height,
         round: Round,
         step: SignStep,
-        bytes: Vec<u8>,
-    ) -> Result<Signature, SignerError> {
-        match self.state.check(height, round, step, &bytes)? {
-            SignDecision::Reuse(sig) => Ok(sig),
+        timestamp: Timestamp,
+        sign_bytes_at: impl Fn(Timestamp) -> Vec<u8>,
+    ) -> Result<(Timestamp, Signature), SignerError> {
+        match self.state.check(height, round, step, &sign_bytes_at)? {
+            SignDecision::Reuse(sig, at) => Ok((at, sig)),
             SignDecision::Sign => {
+                let bytes = sign_bytes_at(timestamp);
                 let sig = self.key.sign(&bytes);
                 let file = StateFile {
                     height: height.0,
                     round: round.0,
                     step: step_code(step),
+                    timestamp: (timestamp.seconds, timestamp.nanos),
                     sign_bytes: hex(&bytes),
                     signature: hex(&sig.0),
                 };
@@ -149,27 +161,51 @@ impl FileSigner {
                         reason: e.to_string(),
                     })?;
                 }
-                self.state.record(height, round, step, bytes, sig);
-                Ok(sig)
+                self.state
+                    .record(height, round, step, timestamp, bytes, sig);
+                Ok((timestamp, sig))
             }
         }
     }
 
-    pub fn sign_vote(&mut self, vote: Vote) -> Result<SignedVote, SignerError> {
+    /// Signs `vote` stamped `timestamp` (or returns the earlier signature of the same vote).
+    pub fn sign_vote(
+        &mut self,
+        vote: Vote,
+        timestamp: Timestamp,
+    ) -> Result<SignedVote, SignerError> {
         let step = match vote.vote_type {
             VoteType::Prevote => SignStep::Prevote,
             VoteType::Precommit => SignStep::Precommit,
         };
-        let bytes = vote.sign_bytes(&self.chain_id);
-        let signature = self.sign(vote.height, vote.round, step, bytes)?;
-        Ok(SignedVote { vote, signature })
+        let chain_id = self.chain_id.clone();
+        let (timestamp, signature) = self.sign(vote.height, vote.round, step, timestamp, |t| {
+            vote.sign_bytes(&chain_id, t)
+        })?;
+        Ok(SignedVote {
+            vote,
+            timestamp,
+            signature,
+        })
     }
 
-    pub fn sign_proposal(&mut self, proposal: Proposal) -> Result<SignedProposal, SignerError> {
-        let bytes = proposal.sign_bytes(&self.chain_id);
-        let signature = self.sign(proposal.height, proposal.round, SignStep::Propose, bytes)?;
+    /// Signs `proposal` stamped `timestamp` (or returns the earlier signature of the same one).
+    pub fn sign_proposal(
+        &mut self,
+        proposal: Proposal,
+        timestamp: Timestamp,
+    ) -> Result<SignedProposal, SignerError> {
+        let chain_id = self.chain_id.clone();
+        let (timestamp, signature) = self.sign(
+            proposal.height,
+            proposal.round,
+            SignStep::Propose,
+            timestamp,
+            |t| proposal.sign_bytes(&chain_id, t),
+        )?;
         Ok(SignedProposal {
             proposal,
+            timestamp,
             signature,
         })
     }
@@ -179,6 +215,10 @@ impl FileSigner {
 mod tests {
     use super::*;
     use basalt_types::{BlockId, Hash};
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp { seconds, nanos: 0 }
+    }
 
     fn vote(key: &PrivateKey, round: u32, block: Option<&[u8]>) -> Vote {
         Vote {
@@ -197,20 +237,25 @@ mod tests {
         let key = PrivateKey::from_seed([5; 32]);
         let first = {
             let mut s = FileSigner::open(key.clone(), "c", &path).unwrap();
-            s.sign_vote(vote(&key, 1, Some(b"a"))).unwrap()
+            s.sign_vote(vote(&key, 1, Some(b"a")), at(100)).unwrap()
         };
-        // "Crash": a fresh signer from the file only.
+        assert!(first.verify("c", &key.public_key()).is_ok());
+        // "Crash": a fresh signer from the file only. Its clock has moved on; the vote is the
+        // same, so the first timestamp and signature come back.
         let mut s = FileSigner::open(key.clone(), "c", &path).unwrap();
-        assert_eq!(s.sign_vote(vote(&key, 1, Some(b"a"))).unwrap(), first);
+        assert_eq!(
+            s.sign_vote(vote(&key, 1, Some(b"a")), at(107)).unwrap(),
+            first
+        );
         assert!(matches!(
-            s.sign_vote(vote(&key, 1, Some(b"b"))),
+            s.sign_vote(vote(&key, 1, Some(b"b")), at(100)),
             Err(SignerError::DoubleSign(DoubleSignError::Conflict { .. }))
         ));
         assert!(matches!(
-            s.sign_vote(vote(&key, 0, None)),
+            s.sign_vote(vote(&key, 0, None), at(108)),
             Err(SignerError::DoubleSign(DoubleSignError::Regression { .. }))
         ));
-        assert!(s.sign_vote(vote(&key, 2, None)).is_ok());
+        assert!(s.sign_vote(vote(&key, 2, None), at(108)).is_ok());
         let p = Proposal {
             height: Height(4),
             round: Round(2),
@@ -219,7 +264,7 @@ mod tests {
             proposer: key.public_key().address(),
         };
         assert!(
-            s.sign_proposal(p).is_err(),
+            s.sign_proposal(p, at(109)).is_err(),
             "propose comes before prevote in round 2"
         );
     }

@@ -100,7 +100,6 @@ fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<()> {
     let mut chain = Chain::load(genesis, &store)?;
     let validator = crate::keys::load(&home.validator_key_file())?;
     let me = validator.public_key().address();
-    let time = crate::node::now();
     let started = Instant::now();
     // Where generation spends its time: signing, executing, storing.
     let (mut sign_s, mut exec_s, mut store_s) = (0.0, 0.0, 0.0);
@@ -109,7 +108,7 @@ fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<()> {
         let txs = block_txs(keys, h);
         sign_s += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let block = chain.build_block(me, time, txs, vec![]);
+        let block = chain.build_block(me, txs, vec![]);
         let vote = Vote {
             vote_type: VoteType::Precommit,
             height: block.header.height,
@@ -117,15 +116,16 @@ fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<()> {
             block_id: Some(block.id()),
             validator: me,
         }
-        .sign(CHAIN, &validator);
+        .sign(CHAIN, block.header.time.plus_millis(1), &validator);
         let commit = basalt_types::Commit {
             height: block.header.height,
             round: Round(0),
             block_id: block.id(),
-            signatures: vec![CommitSig {
+            signatures: vec![Some(CommitSig {
                 validator: me,
+                timestamp: vote.timestamp,
                 signature: vote.signature,
-            }],
+            })],
         };
         let applied = chain
             .execute(&block, commit.clone(), true)

@@ -1,9 +1,9 @@
 //! The consensus write-ahead log: every input the engine accepted at the current height, so a
 //! restarted node rebuilds its exact pre-crash state (CometBFT's WAL).
 //!
-//! Format: the magic `BSLTWAL1`, then records `[len: u32 LE][crc32: u32 LE][borsh payload]`.
-//! Every record is checksummed (CometBFT users lost nodes to silently corrupted WALs). On
-//! open, a torn tail — a last record cut short or with a bad checksum, what a crash mid-write
+//! Format: the magic `BSLTWAL2` (`BSLTWAL1` held votes without timestamps), then records
+//! `[len: u32 LE][crc32: u32 LE][borsh payload]`. Every record is checksummed (CometBFT
+//! users lost nodes to silently corrupted WALs). On open, a torn tail — a last record cut short or with a bad checksum, what a crash mid-write
 //! leaves — is truncated away and reported; damage followed by valid records is not a crash
 //! artefact and fails loudly instead. Own signed messages are appended with `durable = true`
 //! (fsync) before they leave the node.
@@ -14,7 +14,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"BSLTWAL1";
+const MAGIC: &[u8; 8] = b"BSLTWAL2";
 /// No legitimate record is this large; a bigger length field means damage.
 const MAX_RECORD: u32 = 64 * 1024 * 1024;
 

@@ -117,7 +117,7 @@ fn garbage_gossip_is_dropped_and_the_sender_is_banned() {
                         block_id: None,
                         validator: validator_key.public_key().address(),
                     }
-                    .sign("another-chain", &validator_key);
+                    .sign("another-chain", basalt_types::Timestamp::default(), &validator_key);
                     let msg = basalt_node::wire::encode(&ConsensusMsg::Vote(vote));
                     p2p.publish(Topic::Consensus, msg).unwrap();
                     let mut big = vec![0u8; 9 * 1024 * 1024];
@@ -231,7 +231,7 @@ fn a_flood_of_well_formed_gossip_leaves_memory_flat_and_the_chain_live() {
                     block_id: None,
                     validator: validator_key.public_key().address(),
                 }
-                .sign(CHAIN, &validator_key);
+                .sign(CHAIN, basalt_types::Timestamp::default(), &validator_key);
                 let msg = basalt_node::wire::encode(&ConsensusMsg::Vote(vote));
                 p2p.publish(Topic::Consensus, msg).unwrap();
             }

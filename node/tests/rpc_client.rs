@@ -16,11 +16,7 @@ use tendermint_rpc::{Client, HttpClient, Order, Paging, SubscriptionClient, WebS
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn http(net: &Net, k: usize) -> HttpClient {
-    let url = format!("http://{}", net.rpc_addr(k));
-    HttpClient::builder(url.parse().unwrap())
-        .compat_mode(CompatMode::V0_38)
-        .build()
-        .unwrap()
+    net.tendermint_client(k)
 }
 
 /// `proposer=` of the committed-block log line for `height`.
@@ -268,7 +264,7 @@ fn a_real_cometbft_client_parses_every_method_and_the_content_is_right() {
             block_id: b,
             validator: vkey.public_key().address(),
         }
-        .sign(CHAIN, &vkey)
+        .sign(CHAIN, basalt_types::Timestamp::default(), &vkey)
     };
     let ev = basalt_types::Evidence::DuplicateVote(basalt_types::DuplicateVoteEvidence::new(
         vote(Some(basalt_types::BlockId(basalt_types::Hash::digest(

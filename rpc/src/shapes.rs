@@ -13,58 +13,7 @@ pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-25T04:32:31.123456789Z`.
-pub fn rfc3339(t: Timestamp) -> String {
-    let secs = t.seconds;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        t.nanos
-    )
-}
-
-/// The inverse of [`rfc3339`]: `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (UTC only).
-pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let t: Vec<i64> = hms
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    if d.len() != 3 || t.len() != 3 || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
-    // Days from civil (Howard Hinnant), the inverse of the calendar code above.
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let nanos: u32 = format!("{frac:0<9}").parse().ok()?;
-    Some(Timestamp {
-        seconds: days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2],
-        nanos,
-    })
-}
+pub use basalt_types::time::{parse_rfc3339, rfc3339};
 
 pub fn pub_key(k: &PublicKey) -> Value {
     json!({"type": "tendermint/PubKeyEd25519", "value": b64(&k.to_bytes())})
@@ -104,30 +53,39 @@ pub fn header(h: &Header) -> Value {
     })
 }
 
-/// A commit; `time` is the committed block's time (Basalt's precommits carry none).
-pub fn commit(c: &Commit, time: Timestamp) -> Value {
+/// A commit: one signature per validator of the set, in set order, each with its own
+/// timestamp (flag 2); an absent one as CometBFT writes it (flag 1, no address, Go's zero
+/// time, no signature).
+pub fn commit(c: &Commit) -> Value {
     json!({
         "height": c.height.0.to_string(),
         "round": c.round.0,
         "block_id": block_id(Some(c.block_id)),
-        "signatures": c.signatures.iter().map(|s| json!({
-            "block_id_flag": 2,
-            "validator_address": s.validator.to_hex(),
-            "timestamp": rfc3339(time),
-            "signature": b64(&s.signature.0),
-        })).collect::<Vec<_>>(),
+        "signatures": c.signatures.iter().map(|s| match s {
+            Some(s) => json!({
+                "block_id_flag": 2,
+                "validator_address": s.validator.to_hex(),
+                "timestamp": rfc3339(s.timestamp),
+                "signature": b64(&s.signature.0),
+            }),
+            None => json!({
+                "block_id_flag": 1,
+                "validator_address": "",
+                "timestamp": "0001-01-01T00:00:00Z",
+                "signature": null,
+            }),
+        }).collect::<Vec<_>>(),
     })
 }
 
-/// A vote in CometBFT's JSON (type 1 prevote, 2 precommit). Basalt's votes carry no
-/// timestamp; the block time stands in.
-pub fn vote(v: &SignedVote, index: i64, time: Timestamp) -> Value {
+/// A vote in CometBFT's JSON (type 1 prevote, 2 precommit).
+pub fn vote(v: &SignedVote, index: i64) -> Value {
     json!({
         "type": match v.vote.vote_type { VoteType::Prevote => 1, VoteType::Precommit => 2 },
         "height": v.vote.height.0.to_string(),
         "round": v.vote.round.0,
         "block_id": block_id(v.vote.block_id),
-        "timestamp": rfc3339(time),
+        "timestamp": rfc3339(v.timestamp),
         "validator_address": v.vote.validator.to_hex(),
         "validator_index": index,
         "signature": b64(&v.signature.0),
@@ -138,8 +96,8 @@ pub fn vote(v: &SignedVote, index: i64, time: Timestamp) -> Value {
 pub fn evidence(e: &Evidence, time: Timestamp) -> Value {
     let Evidence::DuplicateVote(d) = e;
     json!({"type": "tendermint/DuplicateVoteEvidence", "value": {
-        "vote_a": vote(&d.vote_a, 0, time),
-        "vote_b": vote(&d.vote_b, 0, time),
+        "vote_a": vote(&d.vote_a, 0),
+        "vote_b": vote(&d.vote_b, 0),
         "TotalVotingPower": d.total_power.to_string(),
         "ValidatorPower": d.validator_power.to_string(),
         "Timestamp": rfc3339(time),
@@ -186,6 +144,7 @@ fn parse_vote(v: &Value) -> Result<SignedVote, String> {
         Some(BlockId(basalt_types::Hash(bytes)))
     };
     let validator = basalt_types::Address::from_hex(s("validator_address")?)?;
+    let timestamp = parse_rfc3339(s("timestamp")?).ok_or("vote: bad timestamp")?;
     let sig: [u8; 64] = base64::engine::general_purpose::STANDARD
         .decode(s("signature")?)
         .ok()
@@ -199,6 +158,7 @@ fn parse_vote(v: &Value) -> Result<SignedVote, String> {
             block_id,
             validator,
         },
+        timestamp,
         signature: basalt_types::Signature(sig),
     })
 }
@@ -229,7 +189,7 @@ pub fn parse_evidence(v: &Value) -> Result<Evidence, String> {
 
 pub fn block(b: &Block) -> Value {
     let last_commit = match &b.last_commit {
-        Some(c) => commit(c, b.header.time),
+        Some(c) => commit(c),
         None => json!({"height": "0", "round": 0, "block_id": block_id(None), "signatures": []}),
     };
     json!({
@@ -291,7 +251,7 @@ mod tests {
                 block_id: b,
                 validator: key.public_key().address(),
             }
-            .sign("c", &key)
+            .sign("c", basalt_types::Timestamp::default(), &key)
         };
         let ev = Evidence::DuplicateVote(DuplicateVoteEvidence::new(
             v(Some(BlockId(basalt_types::Hash::digest(b"x")))),
@@ -303,57 +263,5 @@ mod tests {
         assert_eq!(json["value"]["vote_a"]["type"], 2);
         assert_eq!(parse_evidence(&json).unwrap(), ev);
         assert!(parse_evidence(&json!({"value": {}})).is_err());
-    }
-
-    #[test]
-    fn rfc3339_times_parse_back() {
-        for t in [
-            Timestamp {
-                seconds: 0,
-                nanos: 0,
-            },
-            Timestamp {
-                seconds: 1_795_581_151,
-                nanos: 250_000_000,
-            },
-            Timestamp {
-                seconds: 951_782_400,
-                nanos: 7,
-            },
-        ] {
-            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
-        }
-        assert_eq!(
-            parse_rfc3339("2026-01-01T00:00:00Z").map(|t| t.nanos),
-            Some(0)
-        );
-        assert_eq!(parse_rfc3339("2026-01-01 00:00:00"), None);
-    }
-
-    #[test]
-    fn times_are_rfc3339_with_nanoseconds() {
-        assert_eq!(
-            rfc3339(Timestamp {
-                seconds: 0,
-                nanos: 5
-            }),
-            "1970-01-01T00:00:00.000000005Z"
-        );
-        // 2026-11-25T04:32:31Z
-        assert_eq!(
-            rfc3339(Timestamp {
-                seconds: 1_795_581_151,
-                nanos: 123_456_789
-            }),
-            "2026-11-25T04:32:31.123456789Z"
-        );
-        // A leap day.
-        assert_eq!(
-            rfc3339(Timestamp {
-                seconds: 1_709_164_800,
-                nanos: 0
-            }),
-            "2024-02-29T00:00:00.000000000Z"
-        );
     }
 }

@@ -65,8 +65,10 @@ pub enum CommitError {
     WrongBlock,
     #[error("commit signer {0} is not in the validator set")]
     UnknownValidator(Address),
-    #[error("validator {0} signed the commit twice")]
-    DuplicateSignature(Address),
+    #[error("commit has {got} entries for a set of {expected} validators")]
+    WrongSize { expected: usize, got: usize },
+    #[error("commit entry {index} is validator {validator}'s, out of the set's order")]
+    WrongPosition { index: usize, validator: Address },
     #[error("commit signature {index} (validator {validator}) does not verify")]
     BadSignature { index: usize, validator: Address },
     #[error("commit carries {signed} of {total} voting power: more than two thirds needed")]
@@ -316,7 +318,8 @@ impl ValidatorSet {
     }
 
     /// Checks that `commit` finalises `block_id` at `height` with more than 2/3 of this set's
-    /// power, each signature valid for `chain_id` (verified as one batch).
+    /// power: one entry per validator in the set's order (CometBFT's `VerifyCommit` layout),
+    /// each signature valid for `chain_id` (verified as one batch).
     pub fn verify_commit(
         &self,
         chain_id: &str,
@@ -333,18 +336,29 @@ impl ValidatorSet {
         if commit.block_id != *block_id {
             return Err(CommitError::WrongBlock);
         }
-        let mut seen = BTreeSet::new();
+        if commit.signatures.len() != self.validators.len() {
+            return Err(CommitError::WrongSize {
+                expected: self.validators.len(),
+                got: commit.signatures.len(),
+            });
+        }
         let mut signed: u64 = 0;
-        let mut keys = Vec::with_capacity(commit.signatures.len());
-        for sig in &commit.signatures {
-            let v = self
-                .get(&sig.validator)
-                .ok_or(CommitError::UnknownValidator(sig.validator))?;
-            if !seen.insert(sig.validator) {
-                return Err(CommitError::DuplicateSignature(sig.validator));
+        let mut entries = Vec::with_capacity(commit.signatures.len());
+        for (index, (slot, v)) in commit.signatures.iter().zip(&self.validators).enumerate() {
+            let Some(sig) = slot else { continue };
+            if sig.validator != v.address {
+                return Err(if self.get(&sig.validator).is_some() {
+                    CommitError::WrongPosition {
+                        index,
+                        validator: sig.validator,
+                    }
+                } else {
+                    CommitError::UnknownValidator(sig.validator)
+                });
             }
             signed += v.voting_power;
-            keys.push(v.public_key);
+            let message = commit.precommit(sig).sign_bytes(chain_id);
+            entries.push((index, sig, v.public_key, message));
         }
         if !self.is_quorum(signed) {
             return Err(CommitError::InsufficientPower {
@@ -352,31 +366,53 @@ impl ValidatorSet {
                 total: self.total_power,
             });
         }
-        let messages: Vec<Vec<u8>> = commit
-            .precommits()
-            .map(|p| p.vote.sign_bytes(chain_id))
-            .collect();
-        let items: Vec<BatchItem> = commit
-            .signatures
+        let items: Vec<BatchItem> = entries
             .iter()
-            .zip(&messages)
-            .zip(&keys)
-            .map(|((s, m), k)| BatchItem {
+            .map(|(_, s, k, m)| BatchItem {
                 message: m,
                 signature: &s.signature,
                 public_key: k,
             })
             .collect();
-        verify_batch(&items).map_err(|e| match e {
-            CryptoError::BatchItemInvalid { index } => CommitError::BadSignature {
-                index,
-                validator: commit.signatures[index].validator,
-            },
-            _ => CommitError::BadSignature {
-                index: 0,
-                validator: commit.signatures[0].validator,
-            },
+        verify_batch(&items).map_err(|e| {
+            let item = match e {
+                CryptoError::BatchItemInvalid { index } => index,
+                _ => 0,
+            };
+            let (index, sig, _, _) = &entries[item.min(entries.len() - 1)];
+            CommitError::BadSignature {
+                index: *index,
+                validator: sig.validator,
+            }
         })
+    }
+
+    /// BFT time: the median of the commit's precommit timestamps weighted by voting power
+    /// in this set (the set that signed it), what the next block's header time must be. The
+    /// median is the first time (ascending) at which the power stamped at or before it is
+    /// more than half the signed power, so it lies between honest timestamps: the signers
+    /// hold more than 2/3 of the set's power and the faulty less than 1/3, less than half of
+    /// theirs. (CometBFT's `weightedMedian` stops at half rounded down, which with small
+    /// equal powers, three signers of power 1, lets the one faulty signer set the time.)
+    /// Every honest precommit is stamped after its block's time, so block times only move
+    /// forward. `None` for a commit with no signer of this set.
+    pub fn median_time(&self, commit: &Commit) -> Option<basalt_types::Timestamp> {
+        let mut stamps: Vec<(basalt_types::Timestamp, u64)> = commit
+            .signatures
+            .iter()
+            .zip(&self.validators)
+            .filter_map(|(s, v)| s.as_ref().map(|s| (s.timestamp, v.voting_power)))
+            .collect();
+        stamps.sort();
+        let total: u128 = stamps.iter().map(|s| u128::from(s.1)).sum();
+        let mut before: u128 = 0;
+        for (t, power) in stamps {
+            before += u128::from(power);
+            if 2 * before > total {
+                return Some(t);
+            }
+        }
+        None
     }
 }
 

@@ -5,6 +5,7 @@ use crate::crypto::Address;
 use crate::evidence::Evidence;
 use crate::hash::{merkle_root, Hash};
 use crate::height::Height;
+pub use crate::time::Timestamp;
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -57,28 +58,6 @@ impl fmt::Display for BlockId {
     }
 }
 
-/// Seconds and nanoseconds since the Unix epoch. Chosen by the proposer; the libraries never
-/// read a clock.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    BorshSerialize,
-    BorshDeserialize,
-    Serialize,
-    Deserialize,
-)]
-pub struct Timestamp {
-    pub seconds: i64,
-    pub nanos: u32,
-}
-
 /// CometBFT's block header fields. `app_hash` of block H commits to the state after block H−1.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Header {
@@ -111,10 +90,7 @@ impl Header {
                 version_app: VERSION_APP,
                 chain_id: &self.chain_id,
                 height: self.height.0 as i64,
-                time: crate::canonical::Time {
-                    seconds: self.time.seconds,
-                    nanos: self.time.nanos as i32,
-                },
+                time: self.time.canonical(),
                 last_block_id: self
                     .last_block_id
                     .map(|id| id.canonical())
@@ -164,7 +140,6 @@ impl Block {
     pub fn body_matches_header(&self) -> bool {
         self.header.data_hash == Self::compute_data_hash(&self.txs)
             && self.header.evidence_hash == Self::compute_evidence_hash(&self.evidence)
-            && self.header.last_commit_hash
-                == self.last_commit.as_ref().map(Hash::of).unwrap_or_default()
+            && self.header.last_commit_hash == Commit::hash_of(self.last_commit.as_ref())
     }
 }

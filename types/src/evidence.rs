@@ -117,7 +117,7 @@ mod tests {
             block_id: block.map(|b| BlockId(Hash::digest(b))),
             validator: key.public_key().address(),
         }
-        .sign(CHAIN, key)
+        .sign(CHAIN, crate::Timestamp::default(), key)
     }
 
     #[test]
@@ -153,7 +153,7 @@ mod tests {
 
         let mut later = b.clone();
         later.vote.round = Round(1);
-        let later = later.vote.sign(CHAIN, &key);
+        let later = later.vote.sign(CHAIN, crate::Timestamp::default(), &key);
         assert_eq!(
             DuplicateVoteEvidence::new(a.clone(), later, 10, 40).verify(CHAIN, &key.public_key()),
             Err(EvidenceError::DifferentPositions)

@@ -44,6 +44,15 @@ impl Hash {
     pub fn to_hex(&self) -> String {
         hex::encode_upper(self.0)
     }
+
+    /// Parses 64 hex digits (either case).
+    pub fn from_hex(text: &str) -> Result<Self, String> {
+        let bytes = hex::decode(text).map_err(|e| format!("hash is not hex: {e}"))?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|v: Vec<u8>| format!("a hash must be 32 bytes, got {}", v.len()))?;
+        Ok(Hash(arr))
+    }
 }
 
 /// Streams borsh output straight into SHA-256 instead of buffering it.

@@ -14,6 +14,7 @@ pub mod height;
 mod hex_serde;
 pub mod proposal;
 pub mod sign_bytes;
+pub mod time;
 pub mod vote;
 
 pub use block::{Block, BlockId, Header, Timestamp};

@@ -10,6 +10,9 @@ use borsh::BorshSerialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum SignDomain {
+    /// Votes and proposals are signed over CometBFT's canonical bytes ([`crate::canonical`])
+    /// since data format 6; their numbers stay taken so that no old signature can be replayed
+    /// as something else.
     Vote = 1,
     Proposal = 2,
     Transaction = 3,

@@ -1,9 +1,9 @@
 //! Prevotes and precommits.
 
-use crate::block::BlockId;
+use crate::block::{BlockId, Timestamp};
+use crate::canonical::{self, SignedMsgType};
 use crate::crypto::{Address, CryptoError, PrivateKey, PublicKey, Signature};
 use crate::height::{Height, Round};
-use crate::sign_bytes::{sign_bytes, SignDomain};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +28,10 @@ pub enum VoteType {
     Precommit,
 }
 
-/// A vote for a block (or for nil, `block_id = None`) at one height and round.
+/// A vote for a block (or for nil, `block_id = None`) at one height and round: what the
+/// consensus engine decides. The time the validator signed it at travels beside it in
+/// [`SignedVote`], so that two signatures of one vote that differ only in their timestamps
+/// are the same vote, never an equivocation.
 #[derive(
     Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
 )]
@@ -41,14 +44,28 @@ pub struct Vote {
 }
 
 impl Vote {
-    pub fn sign_bytes(&self, chain_id: &str) -> Vec<u8> {
-        sign_bytes(SignDomain::Vote, chain_id, self)
+    /// CometBFT's `VoteSignBytes`: the length-delimited `CanonicalVote` (DESIGN.md §6a), so
+    /// that remote signers and light clients check the same bytes.
+    pub fn sign_bytes(&self, chain_id: &str, timestamp: Timestamp) -> Vec<u8> {
+        let kind = match self.vote_type {
+            VoteType::Prevote => SignedMsgType::Prevote,
+            VoteType::Precommit => SignedMsgType::Precommit,
+        };
+        canonical::vote_sign_bytes(
+            chain_id,
+            kind,
+            self.height.0 as i64,
+            i64::from(self.round.0),
+            self.block_id.map(|id| id.canonical()).as_ref(),
+            timestamp.canonical(),
+        )
     }
 
-    pub fn sign(self, chain_id: &str, key: &PrivateKey) -> SignedVote {
-        let signature = key.sign(&self.sign_bytes(chain_id));
+    pub fn sign(self, chain_id: &str, timestamp: Timestamp, key: &PrivateKey) -> SignedVote {
+        let signature = key.sign(&self.sign_bytes(chain_id, timestamp));
         SignedVote {
             vote: self,
+            timestamp,
             signature,
         }
     }
@@ -60,14 +77,20 @@ impl Vote {
 )]
 pub struct SignedVote {
     pub vote: Vote,
+    /// When the validator signed (its clock; for a block, after the block's time).
+    pub timestamp: Timestamp,
     pub signature: Signature,
 }
 
 impl SignedVote {
+    pub fn sign_bytes(&self, chain_id: &str) -> Vec<u8> {
+        self.vote.sign_bytes(chain_id, self.timestamp)
+    }
+
     /// Checks the signature against `public_key` for `chain_id`. A vote signed for another
     /// chain fails here, because the chain id is part of the sign bytes.
     pub fn verify(&self, chain_id: &str, public_key: &PublicKey) -> Result<(), CryptoError> {
-        public_key.verify(&self.vote.sign_bytes(chain_id), &self.signature)
+        public_key.verify(&self.sign_bytes(chain_id), &self.signature)
     }
 }
 
@@ -86,12 +109,19 @@ mod tests {
             block_id: Some(BlockId(Hash::digest(b"block"))),
             validator: key.public_key().address(),
         };
-        let signed = vote.clone().sign("basalt-1", &key);
+        let at = Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 5,
+        };
+        let signed = vote.clone().sign("basalt-1", at, &key);
         assert!(signed.verify("basalt-1", &key.public_key()).is_ok());
         assert!(signed.verify("basalt-2", &key.public_key()).is_err());
         let mut nil = signed.clone();
         nil.vote.block_id = None;
         assert!(nil.verify("basalt-1", &key.public_key()).is_err());
+        let mut later = signed.clone();
+        later.timestamp.nanos += 1;
+        assert!(later.verify("basalt-1", &key.public_key()).is_err());
         let bytes = borsh::to_vec(&signed).unwrap();
         assert_eq!(borsh::from_slice::<SignedVote>(&bytes).unwrap(), signed);
     }

@@ -84,7 +84,7 @@ impl Fixture {
             block_id: value,
             proposer: self.addr(p),
         }
-        .sign(CHAIN, &self.keys[p])
+        .sign(CHAIN, basalt_types::Timestamp::default(), &self.keys[p])
     }
 
     fn vote(&self, i: usize, t: VoteType, round: u32, value: Option<BlockId>) -> SignedVote {
@@ -95,7 +95,7 @@ impl Fixture {
             block_id: value,
             validator: self.addr(i),
         }
-        .sign(CHAIN, &self.keys[i])
+        .sign(CHAIN, basalt_types::Timestamp::default(), &self.keys[i])
     }
 
     /// Delivers votes of type `t` from validators `from` (skipping errors such as our own).
@@ -664,7 +664,12 @@ fn l49_decides_with_the_proposal_and_quorum_of_precommits_and_builds_the_commit(
     assert_eq!((*height, *round), (Height(1), Round(0)));
     assert_eq!(proposal.proposal.block_id, value("a"));
     assert_eq!(commit.block_id, value("a"));
-    assert_eq!(commit.signatures.len(), 3);
+    // One entry per validator of the set, in set order; the fourth is absent.
+    assert_eq!(commit.signatures.len(), 4);
+    assert_eq!(commit.signed().count(), 3);
+    for (slot, v) in commit.signatures.iter().zip(f.set.validators()) {
+        assert!(slot.as_ref().is_none_or(|s| s.validator == v.address));
+    }
     assert_eq!(
         f.set.verify_commit(CHAIN, Height(1), &value("a"), commit),
         Ok(())
@@ -865,7 +870,9 @@ fn bad_messages_are_refused_with_typed_errors_and_change_nothing() {
 
     let mut old = f.vote(other, VoteType::Prevote, 0, None);
     old.vote.height = Height(0);
-    let old = old.vote.sign(CHAIN, &f.keys[other]);
+    let old = old
+        .vote
+        .sign(CHAIN, basalt_types::Timestamp::default(), &f.keys[other]);
     assert!(matches!(
         e.handle(Input::Vote(old)),
         Err(ConsensusError::OldHeight { .. })
@@ -874,7 +881,11 @@ fn bad_messages_are_refused_with_typed_errors_and_change_nothing() {
     let mut future = f.vote(other, VoteType::Prevote, 0, None).vote;
     future.height = Height(2);
     assert!(matches!(
-        e.handle(Input::Vote(future.sign(CHAIN, &f.keys[other]))),
+        e.handle(Input::Vote(future.sign(
+            CHAIN,
+            basalt_types::Timestamp::default(),
+            &f.keys[other]
+        ))),
         Err(ConsensusError::FutureHeight { .. })
     ));
 
@@ -882,14 +893,19 @@ fn bad_messages_are_refused_with_typed_errors_and_change_nothing() {
     let mut foreign = f.vote(other, VoteType::Prevote, 0, None).vote;
     foreign.validator = stranger.public_key().address();
     assert!(matches!(
-        e.handle(Input::Vote(foreign.sign(CHAIN, &stranger))),
+        e.handle(Input::Vote(foreign.sign(
+            CHAIN,
+            basalt_types::Timestamp::default(),
+            &stranger
+        ))),
         Err(ConsensusError::UnknownValidator(_))
     ));
 
-    let other_chain = f
-        .vote(other, VoteType::Prevote, 0, None)
-        .vote
-        .sign("another-chain", &f.keys[other]);
+    let other_chain = f.vote(other, VoteType::Prevote, 0, None).vote.sign(
+        "another-chain",
+        basalt_types::Timestamp::default(),
+        &f.keys[other],
+    );
     assert_eq!(
         e.handle(Input::Vote(other_chain)),
         Err(ConsensusError::InvalidSignature)
@@ -916,7 +932,7 @@ fn bad_messages_are_refused_with_typed_errors_and_change_nothing() {
         block_id: value("a"),
         proposer: f.addr(me),
     }
-    .sign(CHAIN, &f.keys[me]);
+    .sign(CHAIN, basalt_types::Timestamp::default(), &f.keys[me]);
     assert!(matches!(
         e.handle(Input::Proposal(wrong)),
         Err(ConsensusError::NotProposer { .. })
@@ -931,7 +947,11 @@ fn bad_messages_are_refused_with_typed_errors_and_change_nothing() {
         block_id: value("a"),
         proposer: f.addr(p),
     }
-    .sign("another-chain", &f.keys[p]);
+    .sign(
+        "another-chain",
+        basalt_types::Timestamp::default(),
+        &f.keys[p],
+    );
     assert_eq!(
         e.handle(Input::Proposal(other_chain)),
         Err(ConsensusError::InvalidSignature)
@@ -951,7 +971,22 @@ fn bad_messages_are_refused_with_typed_errors_and_change_nothing() {
     let v = f.vote(other, VoteType::Prevote, 0, None);
     e.handle(Input::Vote(v.clone())).unwrap();
     let after_one = snapshot(&e);
-    assert_eq!(e.handle(Input::Vote(v)), Err(ConsensusError::Duplicate));
+    assert_eq!(
+        e.handle(Input::Vote(v.clone())),
+        Err(ConsensusError::Duplicate)
+    );
+    // The same vote signed again at another time (a validator that lost its signer state
+    // would do this) is the same vote: a duplicate, neither counted twice nor evidence.
+    let later = v.vote.clone().sign(
+        CHAIN,
+        basalt_types::Timestamp {
+            seconds: 99,
+            nanos: 0,
+        },
+        &f.keys[other],
+    );
+    assert_ne!(later.signature, v.signature);
+    assert_eq!(e.handle(Input::Vote(later)), Err(ConsensusError::Duplicate));
     assert_eq!(snapshot(&e), after_one);
 }
 
@@ -1048,7 +1083,11 @@ fn equivocation_arriving_after_the_decision_is_still_caught_at_the_next_height()
     let mut ancient = f.vote(others[0], VoteType::Precommit, 0, None).vote;
     ancient.height = Height(0);
     assert!(matches!(
-        e.handle(Input::Vote(ancient.sign(CHAIN, &f.keys[others[0]]))),
+        e.handle(Input::Vote(ancient.sign(
+            CHAIN,
+            basalt_types::Timestamp::default(),
+            &f.keys[others[0]]
+        ))),
         Err(ConsensusError::OldHeight { .. })
     ));
 }

@@ -51,7 +51,7 @@ fn vote(signer: u8, height: u64, round: u32, value: Option<&str>) -> basalt_type
         block_id: value.map(|v| BlockId(Hash::digest(v.as_bytes()))),
         validator: key(2, signer).public_key().address(),
     }
-    .sign(CHAIN, &key(2, signer))
+    .sign(CHAIN, Timestamp::default(), &key(2, signer))
 }
 
 fn evidence(signer: u8, height: u64, round: u32) -> Evidence {
@@ -75,33 +75,32 @@ fn advance_with(
     evidence: Vec<Evidence>,
 ) -> (Block, Commit, Applied) {
     let proposer = c.validators().proposer_for_round(0);
-    let time = Timestamp {
-        seconds: c.next_height() as i64,
-        nanos: 0,
-    };
-    let block = c.build_block(proposer, time, txs, evidence);
+    let block = c.build_block(proposer, txs, evidence);
     c.check_proposal(&block).expect("a valid block");
-    // Every member of the block's set precommits: the next block's last commit must verify.
-    let signatures = (0..4)
-        .filter(|i| {
-            c.validators()
-                .get(&key(2, *i).public_key().address())
-                .is_some()
-        })
-        .map(|i| {
-            let k = key(2, i);
+    // Every member of the block's set whose key we hold precommits a second after the
+    // block's time, in set order: the next block's last commit must verify.
+    let stamp = block.header.time.plus_millis(1_000);
+    let signatures = c
+        .validators()
+        .validators()
+        .iter()
+        .map(|val| {
+            let k = (0..4)
+                .map(|i| key(2, i))
+                .find(|k| k.public_key().address() == val.address)?;
             let v = Vote {
                 vote_type: VoteType::Precommit,
                 height: block.header.height,
                 round: Round(0),
                 block_id: Some(block.id()),
-                validator: k.public_key().address(),
+                validator: val.address,
             }
-            .sign(CHAIN, &k);
-            basalt_types::CommitSig {
+            .sign(CHAIN, stamp, &k);
+            Some(basalt_types::CommitSig {
                 validator: v.vote.validator,
+                timestamp: v.timestamp,
                 signature: v.signature,
-            }
+            })
         })
         .collect();
     let commit = Commit {
@@ -116,15 +115,7 @@ fn advance_with(
 
 fn block_with(c: &Chain, ev: Evidence) -> Block {
     let proposer = c.validators().proposer_for_round(0);
-    c.build_block(
-        proposer,
-        Timestamp {
-            seconds: 1_000,
-            nanos: 0,
-        },
-        vec![],
-        vec![ev],
-    )
+    c.build_block(proposer, vec![], vec![ev])
 }
 
 #[test]
@@ -154,7 +145,7 @@ fn forged_or_stale_evidence_is_refused_and_invalidates_a_block() {
                 block_id: b.map(|v| BlockId(Hash::digest(v.as_bytes()))),
                 validator: key(9, 9).public_key().address(),
             }
-            .sign(CHAIN, &key(9, 9))
+            .sign(CHAIN, Timestamp::default(), &key(9, 9))
         };
         Evidence::DuplicateVote(DuplicateVoteEvidence::new(v(Some("a")), v(None), 10, 40))
     };
@@ -192,10 +183,6 @@ fn forged_or_stale_evidence_is_refused_and_invalidates_a_block() {
     // The same evidence twice in one block.
     let twice = c.build_block(
         c.validators().proposer_for_round(0),
-        Timestamp {
-            seconds: 1_000,
-            nanos: 0,
-        },
         vec![],
         vec![good.clone(), good.clone()],
     );
@@ -284,18 +271,42 @@ fn a_valid_value_reproposed_in_a_later_round_by_another_proposer_is_valid() {
         .map(|r| c.validators().proposer_for_round(r))
         .find(|p| *p != first)
         .expect("another proposer within a few rounds");
-    let time = Timestamp {
-        seconds: 10,
-        nanos: 0,
-    };
-    let block = c.build_block(first, time, vec![], vec![]);
+    let block = c.build_block(first, vec![], vec![]);
     assert_ne!(block.header.proposer_address, later);
     c.check_proposal(&block)
         .expect("valid whoever proposes it again");
     let stranger = key(9, 9).public_key().address();
-    let bad = c.build_block(stranger, time, vec![], vec![]);
+    let bad = c.build_block(stranger, vec![], vec![]);
     assert!(matches!(
         c.check_proposal(&bad),
         Err(BlockError::Proposer(a)) if a == stranger
     ));
+}
+
+#[test]
+fn block_time_is_the_genesis_time_then_the_median_of_the_last_commit() {
+    let store = Store::in_memory(&crate::kv::MemKv::default());
+    let mut c = chain(&store);
+    let proposer = c.validators().proposer_for_round(0);
+    let first = c.build_block(proposer, vec![], vec![]);
+    assert_eq!(
+        basalt_types::time::rfc3339(first.header.time),
+        "2026-01-01T00:00:00.000000000Z",
+        "the first block carries the genesis time"
+    );
+    let (block, commit, _) = advance_with(&mut c, vec![], vec![]);
+    // Every precommit of `advance_with` is stamped a second after its block.
+    let next = c.build_block(c.validators().proposer_for_round(0), vec![], vec![]);
+    assert_eq!(next.header.time, block.header.time.plus_millis(1_000));
+    assert_eq!(next.header.last_commit_hash, commit.hash());
+    c.check_proposal(&next).expect("valid");
+    // A proposer that picks its own time, earlier or later, proposes an invalid block.
+    for shift in [-1i128, 1] {
+        let mut off = next.clone();
+        off.header.time = Timestamp::from_nanos(off.header.time.as_nanos() + shift);
+        assert!(
+            matches!(c.check_proposal(&off), Err(BlockError::Time { .. })),
+            "a time {shift} ns off the median"
+        );
+    }
 }

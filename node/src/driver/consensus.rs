@@ -7,7 +7,7 @@ use crate::wal_record::{kind_code, kind_of, WalRecord};
 use crate::wire::ConsensusMsg;
 use basalt_consensus::{Input, Output};
 use basalt_p2p::Topic;
-use basalt_types::Height;
+use basalt_types::{BlockId, Height, Timestamp};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -183,6 +183,17 @@ impl Driver {
         }
     }
 
+    /// The timestamp of our vote: the wall clock, but for a block at least one millisecond
+    /// after the block's own time (CometBFT's `voteTime`), so that the next block's time, the
+    /// median of these precommits' timestamps, moves forward even when clocks lag.
+    fn vote_time(&self, block_id: Option<&BlockId>) -> Timestamp {
+        let now = self.now.wall;
+        match block_id.and_then(|id| self.blocks.get(id)) {
+            Some(block) => now.max(block.header.time.plus_millis(1)),
+            None => now,
+        }
+    }
+
     fn execute(&mut self, output: Output, work: &mut VecDeque<Input>) -> Result<(), Fatal> {
         match output {
             Output::Propose(p) => {
@@ -192,7 +203,7 @@ impl Driver {
                 let Some(signer) = self.signer.as_mut() else {
                     return Ok(());
                 };
-                let signed = match signer.sign_proposal(p) {
+                let signed = match signer.sign_proposal(p, self.now.wall) {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!("not signing the proposal: {e}");
@@ -219,10 +230,11 @@ impl Driver {
                 });
             }
             Output::Vote(v) => {
+                let timestamp = self.vote_time(v.block_id.as_ref());
                 let Some(signer) = self.signer.as_mut() else {
                     return Ok(());
                 };
-                let signed = match signer.sign_vote(v) {
+                let signed = match signer.sign_vote(v, timestamp) {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!("not signing the vote: {e}");
@@ -269,7 +281,7 @@ impl Driver {
                 let evidence = self
                     .evidence
                     .for_block(max_evidence, |ev| chain.check_evidence(ev));
-                let block = self.chain.build_block(me, self.now.wall, txs, evidence);
+                let block = self.chain.build_block(me, txs, evidence);
                 let block_id = block.id();
                 self.blocks.insert(block_id, block);
                 work.push_back(Input::ValueReady {

@@ -46,7 +46,7 @@ impl Driver {
                 let v = set
                     .get(&proposal.proposal.proposer)
                     .ok_or("proposer is not a validator")?;
-                let bytes = proposal.proposal.sign_bytes(chain_id);
+                let bytes = proposal.sign_bytes(chain_id);
                 if !self
                     .verifier
                     .verify(&v.public_key, &bytes, &proposal.signature)
@@ -61,7 +61,7 @@ impl Driver {
                 let v = set
                     .get(&vote.vote.validator)
                     .ok_or("voter is not a validator")?;
-                let bytes = vote.vote.sign_bytes(chain_id);
+                let bytes = vote.sign_bytes(chain_id);
                 if !self.verifier.verify(&v.public_key, &bytes, &vote.signature) {
                     return Err("bad vote signature".into());
                 }

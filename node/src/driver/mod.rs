@@ -94,7 +94,7 @@ pub enum Event {
         verified: Option<Hash>,
     },
     /// Evidence from a client; the effects hold one [`Effect::EvidenceAdmitted`].
-    SubmitEvidence(Evidence),
+    SubmitEvidence(Box<Evidence>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,7 +217,7 @@ pub struct Driver {
     sync_logged_ms: Option<u64>,
     pub catching_up: bool,
     ticks: u64,
-    now: Now,
+    pub(crate) now: Now,
     out: Vec<Effect>,
     #[cfg(feature = "byzantine")]
     pub(crate) misbehave: Option<crate::misbehave::Misbehave>,
@@ -373,7 +373,7 @@ impl Driver {
                 Ok(())
             }
             Event::SubmitEvidence(ev) => {
-                let outcome = self.submit_evidence(ev)?;
+                let outcome = self.submit_evidence(*ev)?;
                 self.out.push(Effect::EvidenceAdmitted { outcome });
                 Ok(())
             }

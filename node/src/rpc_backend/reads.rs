@@ -439,7 +439,7 @@ impl ReadView<'_> {
             ),
         };
         Ok(
-            json!({"signed_header": {"header": shapes::header(&block.header), "commit": shapes::commit(&commit, block.header.time)},
+            json!({"signed_header": {"header": shapes::header(&block.header), "commit": shapes::commit(&commit)},
             "canonical": canonical}),
         )
     }

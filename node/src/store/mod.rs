@@ -51,8 +51,10 @@ const SLED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// (state rebuilt by replaying blocks); 2: versioned state in the store, its history and
 /// the blocks in sled; 3: the history, blocks and results in segment files beside sled;
 /// 4: the Merkle tree's values in a compacted log of segment files, their locations in sled;
-/// 5: the transaction index in sorted runs of segment files (`store::index_runs`).
-pub const FORMAT_VERSION: u32 = 5;
+/// 5: the transaction index in sorted runs of segment files (`store::index_runs`);
+/// 6: votes, proposals and commits as CometBFT lays them out (timestamped votes signed over
+/// the canonical sign bytes, one commit entry per validator in set order).
+pub const FORMAT_VERSION: u32 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

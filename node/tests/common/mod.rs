@@ -89,6 +89,15 @@ impl Net {
         Client::new(&self.rpc_addr(k))
     }
 
+    /// A real CometBFT client (tendermint-rpc, v0.38 compatibility) for node k.
+    pub fn tendermint_client(&self, k: usize) -> tendermint_rpc::HttpClient {
+        let url = format!("http://{}", self.rpc_addr(k));
+        tendermint_rpc::HttpClient::builder(url.parse().unwrap())
+            .compat_mode(tendermint_rpc::client::CompatMode::V0_38)
+            .build()
+            .unwrap()
+    }
+
     pub fn start(&mut self, k: usize) {
         self.start_with(k, &[]);
     }

@@ -140,7 +140,7 @@ impl Chain {
                 block_id: b,
                 validator: Self::addr(k),
             }
-            .sign(CHAIN, k)
+            .sign(CHAIN, basalt_types::Timestamp::default(), k)
         };
         Evidence::DuplicateVote(DuplicateVoteEvidence::new(
             vote(Some(BlockId(Hash::digest(b"x")))),

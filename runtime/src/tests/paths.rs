@@ -168,7 +168,7 @@ fn evidence_too_old_or_from_a_validator_not_in_the_set_is_refused() {
             block_id: b,
             validator: Chain::addr(&stranger),
         }
-        .sign(CHAIN, &stranger)
+        .sign(CHAIN, basalt_types::Timestamp::default(), &stranger)
     };
     let ev =
         DuplicateVoteEvidence::new(vote(None), vote(Some(BlockId(Hash::digest(b"y")))), 10, 40);

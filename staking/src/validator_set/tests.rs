@@ -1,5 +1,5 @@
 use super::*;
-use basalt_types::{BlockId, CommitSig, Height, PrivateKey, Round, Vote, VoteType};
+use basalt_types::{BlockId, CommitSig, Height, PrivateKey, Round, Timestamp, Vote, VoteType};
 use proptest::prelude::*;
 
 fn key(n: u64) -> PublicKey {
@@ -268,6 +268,8 @@ fn proposer_for_round_advances_a_copy() {
     }
 }
 
+/// Four validators of power 10 and a commit at height 7 signed by `signers`, each at its
+/// own time (100 s + its index), one entry per validator in set order.
 fn signed_commit(keys: &[PrivateKey], signers: &[usize], chain: &str) -> (ValidatorSet, Commit) {
     let set = ValidatorSet::new(
         keys.iter()
@@ -276,21 +278,31 @@ fn signed_commit(keys: &[PrivateKey], signers: &[usize], chain: &str) -> (Valida
     )
     .unwrap();
     let block_id = BlockId(Hash::digest(b"block"));
-    let signatures = signers
+    let signatures = set
+        .validators()
         .iter()
-        .map(|&i| {
+        .map(|val| {
+            let i = signers
+                .iter()
+                .copied()
+                .find(|&i| keys[i].public_key().address() == val.address)?;
             let vote = Vote {
                 vote_type: VoteType::Precommit,
                 height: Height(7),
                 round: Round(2),
                 block_id: Some(block_id),
-                validator: keys[i].public_key().address(),
+                validator: val.address,
             };
-            let signed = vote.sign(chain, &keys[i]);
-            CommitSig {
+            let at = Timestamp {
+                seconds: 100 + i as i64,
+                nanos: 0,
+            };
+            let signed = vote.sign(chain, at, &keys[i]);
+            Some(CommitSig {
                 validator: signed.vote.validator,
+                timestamp: signed.timestamp,
                 signature: signed.signature,
-            }
+            })
         })
         .collect();
     (
@@ -311,6 +323,8 @@ fn commit_verification() {
     let (set, commit) = signed_commit(&keys, &[0, 1, 2], chain);
     let id = commit.block_id;
     assert_eq!(set.verify_commit(chain, Height(7), &id, &commit), Ok(()));
+    assert_eq!(commit.signatures.len(), 4, "one entry per validator");
+    assert_eq!(commit.signed().count(), 3);
     assert!(matches!(
         set.verify_commit("other-chain", Height(7), &id, &commit),
         Err(CommitError::BadSignature { .. })
@@ -331,28 +345,101 @@ fn commit_verification() {
             total: 40
         })
     );
-    let mut dup = commit.clone();
-    dup.signatures.push(dup.signatures[0].clone());
+    let mut long = commit.clone();
+    long.signatures.push(None);
+    assert_eq!(
+        set.verify_commit(chain, Height(7), &id, &long),
+        Err(CommitError::WrongSize {
+            expected: 4,
+            got: 5
+        })
+    );
+    let signed_at: Vec<usize> = (0..4).filter(|&i| commit.signatures[i].is_some()).collect();
+    let mut swapped = commit.clone();
+    swapped.signatures.swap(signed_at[0], signed_at[1]);
     assert!(matches!(
-        set.verify_commit(chain, Height(7), &id, &dup),
-        Err(CommitError::DuplicateSignature(_))
+        set.verify_commit(chain, Height(7), &id, &swapped),
+        Err(CommitError::WrongPosition { .. })
     ));
     let stranger = PrivateKey::from_seed([99; 32]);
     let mut foreign = commit.clone();
-    foreign.signatures[0].validator = stranger.public_key().address();
+    foreign.signatures[signed_at[0]].as_mut().unwrap().validator = stranger.public_key().address();
     assert!(matches!(
         set.verify_commit(chain, Height(7), &id, &foreign),
         Err(CommitError::UnknownValidator(_))
     ));
+    let mut late = commit.clone();
+    late.signatures[signed_at[2]]
+        .as_mut()
+        .unwrap()
+        .timestamp
+        .seconds += 1;
+    assert!(
+        matches!(
+            set.verify_commit(chain, Height(7), &id, &late),
+            Err(CommitError::BadSignature { index, .. }) if index == signed_at[2]
+        ),
+        "the timestamp is signed"
+    );
     let mut forged = commit;
-    forged.signatures[1].signature = keys[1].sign(b"not the vote");
+    let who = forged.signatures[signed_at[1]].as_mut().unwrap();
+    let validator = who.validator;
+    who.signature = keys[0].sign(b"not the vote");
     assert_eq!(
         set.verify_commit(chain, Height(7), &id, &forged),
         Err(CommitError::BadSignature {
-            index: 1,
-            validator: keys[1].public_key().address()
+            index: signed_at[1],
+            validator
         })
     );
+}
+
+#[test]
+fn block_time_is_the_power_weighted_median_of_the_commit() {
+    let keys: Vec<PrivateKey> = (1..=4u8).map(|i| PrivateKey::from_seed([i; 32])).collect();
+    let (set, commit) = signed_commit(&keys, &[0, 1, 2, 3], "c");
+    // Four equal powers stamped 100..=103 s: the first time with more than half the power
+    // at or before it is 102 s.
+    assert_eq!(set.median_time(&commit).map(|t| t.seconds), Some(102));
+    let (_, three) = signed_commit(&keys, &[1, 2, 3], "c");
+    assert_eq!(set.median_time(&three).map(|t| t.seconds), Some(102));
+    // Three signers of power 1, the faulty one stamping the epoch: the median is honest.
+    let small = ValidatorSet::new(
+        keys.iter()
+            .map(|k| Validator::new(k.public_key(), 1))
+            .collect(),
+    )
+    .unwrap();
+    let mut skewed = three.clone();
+    let first = skewed.signatures.iter_mut().flatten().next().unwrap();
+    first.timestamp = Timestamp::default();
+    let order: Vec<_> = small.validators().iter().map(|v| v.address).collect();
+    assert_eq!(
+        order,
+        set.validators()
+            .iter()
+            .map(|v| v.address)
+            .collect::<Vec<_>>()
+    );
+    assert!(small.median_time(&skewed).unwrap().seconds >= 101);
+    // One validator with most of the power decides the median whatever the others say.
+    let heavy = ValidatorSet::new(
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| Validator::new(k.public_key(), if i == 3 { 70 } else { 10 }))
+            .collect(),
+    )
+    .unwrap();
+    let mut ordered = commit.clone();
+    ordered.signatures = heavy
+        .validators()
+        .iter()
+        .map(|v| commit.signed().find(|s| s.validator == v.address).cloned())
+        .collect();
+    assert_eq!(heavy.median_time(&ordered).map(|t| t.seconds), Some(103));
+    let mut none = commit;
+    none.signatures = vec![None; 4];
+    assert_eq!(set.median_time(&none), None);
 }
 
 proptest! {

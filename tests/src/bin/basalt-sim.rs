@@ -51,6 +51,9 @@ fn parse_mode(s: &str) -> Result<ByzantineMode, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        basalt_node::logging::init();
+    }
     if args.validators == 0 || args.byzantine >= args.validators {
         eprintln!(
             "error: need at least one validator and fewer Byzantine validators than validators"

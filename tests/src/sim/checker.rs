@@ -388,7 +388,11 @@ mod tests {
                 block_id: b,
                 validator: k.public_key().address(),
             }
-            .sign(crate::sim::world::CHAIN_ID, k)
+            .sign(
+                crate::sim::world::CHAIN_ID,
+                basalt_types::Timestamp::default(),
+                k,
+            )
         };
         DuplicateVoteEvidence::new(vote(Some(id("a"))), vote(None), 1, 4)
     }

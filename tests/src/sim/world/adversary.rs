@@ -4,8 +4,9 @@
 use super::*;
 
 impl World {
-    /// An equivocator's own messages, rewritten. A proposal: a second block (one
-    /// nanosecond later, so just as valid) proposed too, one to each half of the honest
+    /// An equivocator's own messages, rewritten (signed at the epoch: a faulty clock). A
+    /// proposal: a second block (without its last transaction, so just as valid; an empty
+    /// block one nanosecond later instead, invalid under BFT time) proposed too, one to each half of the honest
     /// validators (the lower block id to half 0), both to its accomplices at once. A vote:
     /// with two proposals in the round, half 0 gets a vote for the lower block id and half
     /// 1 for the other; otherwise half 0 gets the driver's vote and half 1 a conflicting
@@ -15,13 +16,18 @@ impl World {
         match msg {
             ConsensusMsg::Proposal { proposal, block } => {
                 let mut second = (*block).clone();
-                second.header.time.nanos = (second.header.time.nanos + 1) % 1_000_000_000;
+                if second.txs.pop().is_some() {
+                    second.header.data_hash = basalt_types::Block::compute_data_hash(&second.txs);
+                } else {
+                    // Nothing to leave out: another time, which BFT time makes invalid.
+                    second.header.time.nanos = (second.header.time.nanos + 1) % 1_000_000_000;
+                }
                 let other = Proposal {
                     pol_round: None,
                     block_id: second.id(),
                     ..proposal.proposal.clone()
                 }
-                .sign(CHAIN_ID, &key);
+                .sign(CHAIN_ID, Timestamp::default(), &key);
                 let second_id = other.proposal.block_id;
                 let mut pair = [(proposal, *block), (other, second)];
                 pair.sort_by_key(|(p, _)| p.proposal.block_id);
@@ -93,7 +99,7 @@ impl World {
                         block_id: value,
                         ..vote.clone()
                     }
-                    .sign(CHAIN_ID, &key);
+                    .sign(CHAIN_ID, Timestamp::default(), &key);
                     self.checker
                         .byzantine_vote(i, vote.height, vote.round, vote.vote_type, value);
                     let msg = ConsensusMsg::Vote(signed);

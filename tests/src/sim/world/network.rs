@@ -115,7 +115,7 @@ impl World {
                 self.checker.proposed(proposal.proposal.block_id);
                 let p = &proposal.proposal;
                 if p.proposer == self.nodes[i].address {
-                    let bytes = p.sign_bytes(CHAIN_ID);
+                    let bytes = proposal.sign_bytes(CHAIN_ID);
                     self.checker
                         .honest_signed(i, p.height, p.round, SignStep::Propose, &bytes);
                 }
@@ -126,7 +126,7 @@ impl World {
                         VoteType::Prevote => SignStep::Prevote,
                         VoteType::Precommit => SignStep::Precommit,
                     };
-                    let bytes = v.vote.sign_bytes(CHAIN_ID);
+                    let bytes = v.sign_bytes(CHAIN_ID);
                     self.checker
                         .honest_signed(i, v.vote.height, v.vote.round, step, &bytes);
                 }
