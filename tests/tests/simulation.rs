@@ -24,6 +24,7 @@ struct Exercised {
     txs_admitted: usize,
     txs_committed: usize,
     txs_sent_ahead_committed: usize,
+    light_verified: u64,
     torn_wals: usize,
     lost_batches: usize,
     cuts_in_writes: usize,
@@ -39,6 +40,7 @@ fn run(config: &SimConfig, first: u64, count: u64) -> (Summary, Exercised) {
         ex.txs_admitted += r.txs_admitted;
         ex.txs_committed += r.txs_committed;
         ex.txs_sent_ahead_committed += r.txs_sent_ahead_committed;
+        ex.light_verified += r.light_verified;
         ex.torn_wals += r.torn_wals;
         ex.lost_batches += r.lost_batches;
         ex.cuts_in_writes += r.cuts_in_writes;
@@ -100,6 +102,14 @@ fn at_the_bound(n: usize) {
     assert!(
         ex.txs_sent_ahead_committed > 0,
         "some transaction sent ahead of its nonce committed"
+    );
+    // The light client verified the committed headers one after another (a refusal is a
+    // violation above): most heights of every seed.
+    assert!(
+        ex.light_verified * 10 >= summary.heights * 7,
+        "the light client verified {} of {} heights",
+        ex.light_verified,
+        summary.heights
     );
     // Power cuts inside a store write (a block's batch or its flush), at a write chosen by
     // the seed: the checker held those nodes to the others' history and app hashes.

@@ -82,7 +82,7 @@ fn main() -> ExitCode {
         }
         if args.verbose {
             println!(
-                "seed {}: min height {} in {} ms simulated, {} events, {} messages; {} crashes ({} inside a store write, {} unflushed store batches lost, {} torn WAL tails cut); {} of {} admitted transactions committed ({} sent ahead of their nonce), {} dropped with a reason",
+                "seed {}: min height {} in {} ms simulated, {} events, {} messages; {} crashes ({} inside a store write, {} unflushed store batches lost, {} torn WAL tails cut); {} of {} admitted transactions committed ({} sent ahead of their nonce), {} dropped with a reason; {} headers verified by the light client",
                 report.seed,
                 report.min_honest_height,
                 report.sim_millis,
@@ -95,7 +95,8 @@ fn main() -> ExitCode {
                 report.txs_committed,
                 report.txs_admitted,
                 report.txs_sent_ahead_committed,
-                report.txs_dropped.len()
+                report.txs_dropped.len(),
+                report.light_verified
             );
         }
     });

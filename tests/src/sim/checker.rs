@@ -50,6 +50,8 @@ pub enum Violation {
     /// A transaction a node admitted vanished: never committed, in no mempool, and the node
     /// that admitted it never crashed.
     TxLost { hash: basalt_types::Hash },
+    /// The light client refused a committed header (adjacent to the one before).
+    LightClient { height: u64, verdict: String },
     /// Honest validators did not reach the target height in time after the network healed.
     Liveness {
         target: u64,
@@ -87,6 +89,9 @@ impl fmt::Display for Violation {
                 write!(f, "node {node} stopped: {reason}")
             }
             Violation::TxTwice { hash } => write!(f, "transaction {hash} committed twice"),
+            Violation::LightClient { height, verdict } => {
+                write!(f, "light client: the committed header {height} was refused: {verdict}")
+            }
             Violation::TxLost { hash } => write!(
                 f,
                 "transaction {hash} was admitted but never committed and is in no mempool"
@@ -266,6 +271,10 @@ impl Checker {
         if self.honest[node] {
             self.report(Violation::NodeStopped { node, reason });
         }
+    }
+
+    pub fn light_client_refused(&mut self, height: u64, verdict: String) {
+        self.report(Violation::LightClient { height, verdict });
     }
 
     pub fn tx_twice(&mut self, hash: basalt_types::Hash) {

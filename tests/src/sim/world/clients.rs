@@ -106,6 +106,7 @@ impl World {
             Some(_) => {}
             None => {
                 self.app_hashes.insert(height.0, (i, app_hash));
+                self.light_client_check(i, c);
                 // First commit of this height: count its transactions once.
                 for tx in &c.block.txs {
                     let hash = basalt_runtime::tx_hash(tx);

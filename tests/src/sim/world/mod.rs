@@ -9,6 +9,7 @@
 
 mod adversary;
 mod clients;
+mod light;
 mod network;
 
 use super::checker::{Checker, Violation};
@@ -21,7 +22,8 @@ use basalt_node::driver::{Effect, Event, Now, Timer, GOSSIP_TICK, TICK};
 use basalt_node::wire::{self, ConsensusMsg, SyncResponse};
 use basalt_p2p::{PeerId, Topic, Verdict};
 use basalt_runtime::{Msg, SignedTx, TxBody};
-use basalt_types::{BlockId, Hash, PrivateKey, Proposal, Timestamp, Vote, VoteType};
+use basalt_staking::ValidatorSet;
+use basalt_types::{BlockId, Hash, Header, PrivateKey, Proposal, Timestamp, Vote, VoteType};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -143,6 +145,8 @@ pub struct SeedReport {
     /// Committed transactions that a client sent before their predecessor (to another
     /// node): they waited in a mempool for the gap to fill.
     pub txs_sent_ahead_committed: usize,
+    /// Heights the light client verified from the one before (any it refused is a violation).
+    pub light_verified: u64,
     /// Restarts that found a torn WAL tail and cut it.
     pub torn_wals: usize,
     /// Store batches lost in crashes (applied but not yet flushed).
@@ -196,6 +200,10 @@ struct World {
     cuts_in_writes: usize,
     /// App hash after each height, as the first honest node to commit it computed it.
     app_hashes: BTreeMap<u64, (usize, Hash)>,
+    /// The light client's last verified light block ([`light`]).
+    light: Option<basalt_node::light::verify::LightBlock>,
+    /// Heights the light client verified.
+    light_verified: u64,
 }
 
 /// Runs one seed of `cfg` to completion and reports what the checker found.
@@ -222,6 +230,7 @@ pub fn run_seed(cfg: &SimConfig, seed: u64) -> SeedReport {
             .keys()
             .filter(|h| world.admitted.get(h).is_some_and(|a| a.committed > 0))
             .count(),
+        light_verified: world.light_verified,
         torn_wals: world.torn_wals,
         lost_batches: world.lost_batches,
         cuts_in_writes: world.cuts_in_writes,
@@ -372,6 +381,8 @@ impl World {
             lost_batches: 0,
             cuts_in_writes: 0,
             app_hashes: BTreeMap::new(),
+            light: None,
+            light_verified: 0,
         };
         world.schedule_start();
         world
@@ -619,12 +630,17 @@ impl World {
 
     /// Hands one event to node `i`'s driver and carries out the effects. `origin`: the
     /// sender of the gossip message or request being handled.
+    /// The simulated wall clock.
+    fn wall_now(&self) -> Timestamp {
+        Timestamp {
+            seconds: GENESIS_SECONDS + (self.now / 1000) as i64,
+            nanos: ((self.now % 1000) * 1_000_000) as u32,
+        }
+    }
+
     fn feed(&mut self, i: usize, event: Event, origin: Option<(usize, Rc<Payload>)>) {
         let now = Now {
-            wall: Timestamp {
-                seconds: GENESIS_SECONDS + (self.now / 1000) as i64,
-                nanos: ((self.now % 1000) * 1_000_000) as u32,
-            },
+            wall: self.wall_now(),
             mono_ms: self.now,
         };
         let Some(driver) = self.nodes[i].driver.as_mut() else {
