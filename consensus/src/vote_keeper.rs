@@ -173,7 +173,7 @@ mod tests {
             vote_type: t,
             height: Height(1),
             round: Round(round),
-            block_id: value.map(|v| BlockId(Hash::digest(v))),
+            block_id: value.map(|v| BlockId(Hash::digest(v), Default::default())),
             validator: key.public_key().address(),
         }
         .sign("vk", basalt_types::Timestamp::default(), &key)

@@ -79,6 +79,8 @@ pub struct Chain {
     /// Set of the last decided height (verifies the next block's last commit).
     pub last_set: Option<ValidatorSet>,
     pub last_header: Option<Header>,
+    /// The last block's id (its part-set header needs the whole block, so it is kept).
+    last_block_id: Option<BlockId>,
     pub last_commit: Option<Commit>,
     pub last_results_hash: Hash,
     consensus_hash: Hash,
@@ -162,6 +164,7 @@ impl Chain {
             schedule: meta.schedule,
             last_set: meta.last_set,
             last_header: None,
+            last_block_id: None,
             last_commit: None,
             last_results_hash: Hash::default(),
             consensus_hash,
@@ -178,6 +181,7 @@ impl Chain {
                 });
             }
             chain.last_results_hash = results.hash();
+            chain.last_block_id = Some(block.id());
             chain.last_header = Some(block.header);
             chain.last_commit = Some(commit);
         }
@@ -229,7 +233,7 @@ impl Chain {
     }
 
     pub fn last_block_id(&self) -> Option<BlockId> {
-        self.last_header.as_ref().map(Header::id)
+        self.last_block_id
     }
 
     pub fn validators(&self) -> &ValidatorSet {
@@ -440,6 +444,8 @@ impl Chain {
             .map_err(|source| ChainError::ValidatorSet { height, source })?;
         self.last_set = Some(set);
         self.last_header = Some(block.header.clone());
+        debug_assert_eq!(commit.block_id.hash(), block.header.hash());
+        self.last_block_id = Some(commit.block_id);
         self.last_commit = Some(commit);
         let results = results_of(height, &result);
         self.last_results_hash = results.hash();

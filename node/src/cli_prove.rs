@@ -56,7 +56,7 @@ pub fn prove_account(client: &Client, addr: Address, light: Option<LightClient>)
         }
         None => {
             let lb = light_block(client, latest)?;
-            if lb.header.height.0 != latest || lb.commit.block_id != lb.header.id() {
+            if lb.header.height.0 != latest || lb.commit.block_id.hash() != lb.header.hash() {
                 bail!("the commit does not sign the header of height {latest}");
             }
             if lb.validators.hash() != lb.header.validators_hash {
@@ -74,7 +74,7 @@ pub fn prove_account(client: &Client, addr: Address, light: Option<LightClient>)
         }
     };
     let (header, commit, set) = (&lb.header, &lb.commit, &lb.validators);
-    let id = header.id();
+    let id = lb.commit.block_id;
     proof
         .proof
         .verify(&header.app_hash, &key, proof.value.as_deref())

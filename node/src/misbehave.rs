@@ -64,7 +64,10 @@ impl Driver {
         };
         let other = match v.block_id {
             Some(_) => None,
-            None => Some(BlockId(Hash::of(&(v.height, v.round, "conflict")))),
+            None => Some(BlockId(
+                Hash::of(&(v.height, v.round, "conflict")),
+                Default::default(),
+            )),
         };
         let conflicting = Vote {
             block_id: other,

@@ -225,7 +225,7 @@ mod tests {
             vote_type: VoteType::Prevote,
             height: Height(4),
             round: Round(round),
-            block_id: block.map(|b| BlockId(Hash::digest(b))),
+            block_id: block.map(|b| BlockId(Hash::digest(b), Default::default())),
             validator: key.public_key().address(),
         }
     }
@@ -260,7 +260,7 @@ mod tests {
             height: Height(4),
             round: Round(2),
             pol_round: None,
-            block_id: BlockId(Hash::digest(b"p")),
+            block_id: BlockId(Hash::digest(b"p"), Default::default()),
             proposer: key.public_key().address(),
         };
         assert!(

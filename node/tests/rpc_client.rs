@@ -267,9 +267,10 @@ fn a_real_cometbft_client_parses_every_method_and_the_content_is_right() {
         .sign(CHAIN, basalt_types::Timestamp::default(), &vkey)
     };
     let ev = basalt_types::Evidence::DuplicateVote(basalt_types::DuplicateVoteEvidence::new(
-        vote(Some(basalt_types::BlockId(basalt_types::Hash::digest(
-            b"one",
-        )))),
+        vote(Some(basalt_types::BlockId(
+            basalt_types::Hash::digest(b"one"),
+            Default::default(),
+        ))),
         vote(None),
         10,
         40,

@@ -24,11 +24,33 @@ pub fn pub_key(k: &PublicKey) -> Value {
 pub fn block_id(id: Option<BlockId>) -> Value {
     match id {
         Some(id) => {
-            let (total, parts) = id.parts();
-            json!({"hash": id.0.to_hex(), "parts": {"total": total, "hash": parts.to_hex()}})
+            let parts = id.parts();
+            json!({"hash": id.0.to_hex(), "parts": {"total": parts.total, "hash": parts.hash.to_hex()}})
         }
         None => json!({"hash": "", "parts": {"total": 0, "hash": ""}}),
     }
+}
+
+/// The inverse of [`block_id`]: `None` for a nil vote's empty id.
+pub fn parse_block_id(v: &Value) -> Result<Option<BlockId>, String> {
+    let hex32 = |v: &Value, what: &str| -> Result<basalt_types::Hash, String> {
+        let s = v.as_str().ok_or(format!("block_id: {what} is missing"))?;
+        basalt_types::Hash::from_hex(s).map_err(|e| format!("block_id: {what}: {e}"))
+    };
+    if v["hash"].as_str().unwrap_or("").is_empty() {
+        return Ok(None);
+    }
+    let total = v["parts"]["total"]
+        .as_u64()
+        .and_then(|t| u32::try_from(t).ok())
+        .ok_or("block_id: parts.total is missing")?;
+    Ok(Some(BlockId(
+        hex32(&v["hash"], "hash")?,
+        basalt_types::PartSetHeader {
+            total,
+            hash: hex32(&v["parts"]["hash"], "parts.hash")?,
+        },
+    )))
 }
 
 pub fn header(h: &Header) -> Value {
@@ -129,19 +151,9 @@ fn parse_vote(v: &Value) -> Result<SignedVote, String> {
         .get("round")
         .and_then(Value::as_u64)
         .ok_or("vote: bad round")?;
-    let hash = v
-        .get("block_id")
-        .and_then(|b| b.get("hash"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let block_id = if hash.is_empty() {
-        None
-    } else {
-        let bytes: [u8; 32] = hex::decode(hash)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or("vote: bad block hash")?;
-        Some(BlockId(basalt_types::Hash(bytes)))
+    let block_id = match v.get("block_id") {
+        Some(b) => parse_block_id(b).map_err(|e| format!("vote: {e}"))?,
+        None => None,
     };
     let validator = basalt_types::Address::from_hex(s("validator_address")?)?;
     let timestamp = parse_rfc3339(s("timestamp")?).ok_or("vote: bad timestamp")?;
@@ -254,7 +266,10 @@ mod tests {
             .sign("c", basalt_types::Timestamp::default(), &key)
         };
         let ev = Evidence::DuplicateVote(DuplicateVoteEvidence::new(
-            v(Some(BlockId(basalt_types::Hash::digest(b"x")))),
+            v(Some(BlockId(
+                basalt_types::Hash::digest(b"x"),
+                Default::default(),
+            ))),
             v(None),
             10,
             40,

@@ -114,7 +114,7 @@ mod tests {
             vote_type: VoteType::Prevote,
             height: Height(3),
             round: Round(0),
-            block_id: block.map(|b| BlockId(Hash::digest(b))),
+            block_id: block.map(|b| BlockId(Hash::digest(b), Default::default())),
             validator: key.public_key().address(),
         }
         .sign(CHAIN, crate::Timestamp::default(), key)

@@ -17,7 +17,7 @@ pub mod sign_bytes;
 pub mod time;
 pub mod vote;
 
-pub use block::{Block, BlockId, Header, Timestamp};
+pub use block::{Block, BlockId, Header, PartSetHeader, Timestamp, BLOCK_PART_SIZE};
 pub use commit::{Commit, CommitSig};
 pub use crypto::{verify_batch, Address, BatchItem, CryptoError, PrivateKey, PublicKey, Signature};
 pub use evidence::{DuplicateVoteEvidence, Evidence, EvidenceError};

@@ -106,7 +106,7 @@ mod tests {
             vote_type: VoteType::Prevote,
             height: Height(5),
             round: Round(1),
-            block_id: Some(BlockId(Hash::digest(b"block"))),
+            block_id: Some(BlockId(Hash::digest(b"block"), Default::default())),
             validator: key.public_key().address(),
         };
         let at = Timestamp {

@@ -146,7 +146,7 @@ impl Fixture {
 }
 
 fn value(name: &str) -> BlockId {
-    BlockId(Hash::digest(name.as_bytes()))
+    BlockId(Hash::digest(name.as_bytes()), Default::default())
 }
 
 fn votes_cast(out: &[Output]) -> Vec<(VoteType, Round, Option<BlockId>)> {

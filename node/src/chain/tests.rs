@@ -48,7 +48,7 @@ fn vote(signer: u8, height: u64, round: u32, value: Option<&str>) -> basalt_type
         vote_type: VoteType::Prevote,
         height: Height(height),
         round: Round(round),
-        block_id: value.map(|v| BlockId(Hash::digest(v.as_bytes()))),
+        block_id: value.map(|v| BlockId(Hash::digest(v.as_bytes()), Default::default())),
         validator: key(2, signer).public_key().address(),
     }
     .sign(CHAIN, Timestamp::default(), &key(2, signer))
@@ -142,7 +142,7 @@ fn forged_or_stale_evidence_is_refused_and_invalidates_a_block() {
                 vote_type: VoteType::Prevote,
                 height: Height(2),
                 round: Round(0),
-                block_id: b.map(|v| BlockId(Hash::digest(v.as_bytes()))),
+                block_id: b.map(|v| BlockId(Hash::digest(v.as_bytes()), Default::default())),
                 validator: key(9, 9).public_key().address(),
             }
             .sign(CHAIN, Timestamp::default(), &key(9, 9))

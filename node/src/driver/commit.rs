@@ -57,7 +57,7 @@ impl Driver {
             failed = applied.failed_txs(),
             round,
             interval_ms,
-            hash = %block.id(),
+            hash = %block.header.hash(),
             proposer = %block.header.proposer_address,
             "committed block"
         );

@@ -40,10 +40,7 @@ fn address(v: &Value, what: &str) -> Result<Address> {
 }
 
 fn block_id(v: &Value, what: &str) -> Result<Option<BlockId>> {
-    match text(&v["hash"], what)? {
-        "" => Ok(None),
-        _ => Ok(Some(BlockId(hash(&v["hash"], what)?))),
-    }
+    basalt_rpc::shapes::parse_block_id(v).map_err(|e| anyhow!("{what}: {e}"))
 }
 
 /// A header from its JSON (`/commit`'s `signed_header.header`).
@@ -165,7 +162,7 @@ mod tests {
                 seconds: 1_795_581_151,
                 nanos: 123_456_789,
             },
-            last_block_id: Some(BlockId(Hash::digest(b"prev"))),
+            last_block_id: Some(BlockId(Hash::digest(b"prev"), Default::default())),
             last_commit_hash: Hash::digest(b"lc"),
             data_hash: Hash::digest(b"d"),
             validators_hash: Hash::digest(b"v"),
@@ -179,7 +176,7 @@ mod tests {
         let json = basalt_rpc::shapes::header(&header);
         let back = header_from_json(&json).unwrap();
         assert_eq!(back, header);
-        assert_eq!(back.id(), header.id());
+        assert_eq!(back.hash(), header.hash());
         let mut first = header.clone();
         first.last_block_id = None;
         assert_eq!(

@@ -74,13 +74,13 @@ impl LightClient {
     /// Stores the primary's light block at `height` as trusted if it hashes to `hash`.
     fn trust(&self, height: u64, hash: Hash) -> Result<()> {
         if let Some(held) = self.store.get(height)? {
-            if held.header.id().0 != hash {
+            if held.header.hash() != hash {
                 bail!("the store already trusts another header at height {height}");
             }
             return Ok(());
         }
         let lb = fetch::light_block(&self.primary, height)?;
-        let got = lb.header.id().0;
+        let got = lb.header.hash();
         if got != hash {
             bail!("the primary's header at height {height} is {got}, not the trusted hash {hash}");
         }
@@ -134,7 +134,7 @@ impl LightClient {
                     continue;
                 }
             };
-            if header.id() == lb.header.id() {
+            if header.hash() == lb.header.hash() {
                 continue;
             }
             match skip(root, height, &self.options, |h| fetch::light_block(w, h)) {
@@ -197,7 +197,7 @@ pub fn skip(
 pub fn report(lb: &LightBlock, via: &[u64]) -> Value {
     json!({
         "height": lb.height().to_string(),
-        "hash": lb.header.id().0.to_hex(),
+        "hash": lb.header.hash().to_hex(),
         "time": basalt_rpc::shapes::rfc3339(lb.header.time),
         "app_hash": lb.header.app_hash.to_hex(),
         "validators_hash": lb.header.validators_hash.to_hex(),

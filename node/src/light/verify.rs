@@ -122,7 +122,7 @@ fn check(
     if untrusted.next_validators.hash() != h.next_validators_hash {
         return Err(Invalid::NextValidatorsHash(height));
     }
-    if untrusted.commit.block_id != h.id() || untrusted.commit.height != h.height {
+    if untrusted.commit.block_id.hash() != h.hash() || untrusted.commit.height != h.height {
         return Err(Invalid::HeaderCommitMismatch(height));
     }
     // Against the trusted block.

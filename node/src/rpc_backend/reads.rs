@@ -252,8 +252,8 @@ impl ReadView<'_> {
         }
     }
     fn block_by_hash(&self, params: &Map<String, Value>) -> Result<Option<Block>, RpcError> {
-        let id = basalt_types::BlockId(Hash(required(param_hash(params, "hash")?, "hash")?));
-        match self.store.height_of(&id).map_err(internal)? {
+        let hash = Hash(required(param_hash(params, "hash")?, "hash")?);
+        match self.store.height_of(&hash).map_err(internal)? {
             Some(h) => self.block_at(h).map(Some),
             None => Ok(None),
         }
@@ -289,11 +289,11 @@ impl ReadView<'_> {
         json!({
             "node_info": self.node_info(),
             "sync_info": {
-                "latest_block_hash": last.map(|h| h.id().0.to_hex()).unwrap_or_default(),
+                "latest_block_hash": last.map(|h| h.hash().to_hex()).unwrap_or_default(),
                 "latest_app_hash": self.snap.app_hash.to_hex(),
                 "latest_block_height": self.last_height().to_string(),
                 "latest_block_time": time(last.map(|h| h.time)),
-                "earliest_block_hash": earliest.as_ref().map(|b| b.id().0.to_hex()).unwrap_or_default(),
+                "earliest_block_hash": earliest.as_ref().map(|b| b.header.hash().to_hex()).unwrap_or_default(),
                 "earliest_app_hash": earliest.as_ref().map(|b| b.header.app_hash.to_hex()).unwrap_or_default(),
                 "earliest_block_height": earliest.as_ref().map_or(0, |b| b.header.height.0).to_string(),
                 "earliest_block_time": time(earliest.as_ref().map(|b| b.header.time)),

@@ -526,8 +526,9 @@ impl Store {
     }
 
     /// Height of the block with this id.
-    pub fn height_of(&self, id: &basalt_types::BlockId) -> Result<Option<u64>, StoreError> {
-        self.get(&prefixed(BLOCK_BY_ID, id.0.as_bytes()))
+    /// The height of the block whose header hashes to `hash`.
+    pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {
+        self.get(&prefixed(BLOCK_BY_ID, hash.as_bytes()))
     }
 
     /// The validator set that decides `height` (kept for every height, for the RPC).
@@ -566,7 +567,10 @@ impl Store {
         record.extend_from_slice(&enc(results));
         let at = seglog::BLOCKS.append(self, &mut batch, h, &record)?;
         batch.insert(key(BLOCK, h), enc(&BlockAt { at, block_len }));
-        batch.insert(prefixed(BLOCK_BY_ID, block.id().0.as_bytes()), enc(&h));
+        batch.insert(
+            prefixed(BLOCK_BY_ID, block.header.hash().as_bytes()),
+            enc(&h),
+        );
         batch.insert(key(COMMIT, h), enc(commit));
         self.db.apply(batch)?;
         self.tree_segment_emptied(emptied);

@@ -34,7 +34,7 @@ impl Store {
         for h in from..to {
             // The transaction index drops pruned heights itself (`index_runs`).
             if let Some(block) = self.block(h)? {
-                batch.remove(prefixed(BLOCK_BY_ID, block.id().0.as_bytes()));
+                batch.remove(prefixed(BLOCK_BY_ID, block.header.hash().as_bytes()));
             }
             batch.remove(key(BLOCK, h));
             batch.remove(key(COMMIT, h));

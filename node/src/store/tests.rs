@@ -1,7 +1,7 @@
 //! The store: blocks, the index, state versions and pruning.
 
 use super::*;
-use basalt_types::{BlockId, Header, Height, Round, Timestamp};
+use basalt_types::{Header, Height, Round, Timestamp};
 
 fn block(h: u64) -> Block {
     Block {
@@ -102,17 +102,17 @@ fn blocks_survive_a_reopen_and_the_chain_is_bound_once() {
     big.txs = (0..5u8).map(|i| vec![i; 7_000]).collect();
     save(&s, &big, vec![TxOutcome::default(); 5]);
     assert_eq!(s.block(500).unwrap().unwrap(), big);
-    assert_eq!(s.height_of(&big.id()).unwrap(), Some(500));
+    assert_eq!(s.height_of(&big.header.hash()).unwrap(), Some(500));
     assert_eq!(s.commit(300).unwrap().unwrap().block_id, block(300).id());
     let rec = s.tx(&basalt_runtime::tx_hash(&[2u8])).unwrap().unwrap();
     assert_eq!(rec.height, 2);
-    assert_eq!(s.height_of(&block(1).id()).unwrap(), Some(1));
+    assert_eq!(s.height_of(&block(1).header.hash()).unwrap(), Some(1));
     assert!(
         s.validator_set(302).unwrap().is_some(),
         "the set of h+2 is kept"
     );
     assert!(s.validator_set(303).unwrap().is_none());
-    assert_eq!(s.height_of(&BlockId(Hash::digest(b"x"))).unwrap(), None);
+    assert_eq!(s.height_of(&Hash::digest(b"x")).unwrap(), None);
     let err = s.check_chain("other", &g).unwrap_err();
     assert!(err.to_string().contains("belongs to chain \"c\""), "{err}");
 }
@@ -247,7 +247,11 @@ fn pruned_blocks_take_everything_stored_for_them_in_bounded_steps() {
         } else {
             assert!(s.block_with_results(h).unwrap().is_none(), "pruned {h}");
         }
-        assert_eq!(s.height_of(&b.id()).unwrap().is_some(), kept, "id {h}");
+        assert_eq!(
+            s.height_of(&b.header.hash()).unwrap().is_some(),
+            kept,
+            "id {h}"
+        );
         let hash = basalt_runtime::tx_hash(&b.txs[0]);
         assert_eq!(s.tx(&hash).unwrap().is_some(), kept, "tx of {h}");
         let to = format!("R{h}");

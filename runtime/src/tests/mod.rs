@@ -143,7 +143,7 @@ impl Chain {
             .sign(CHAIN, basalt_types::Timestamp::default(), k)
         };
         Evidence::DuplicateVote(DuplicateVoteEvidence::new(
-            vote(Some(BlockId(Hash::digest(b"x")))),
+            vote(Some(BlockId(Hash::digest(b"x"), Default::default()))),
             vote(None),
             power,
             total,

@@ -170,8 +170,12 @@ fn evidence_too_old_or_from_a_validator_not_in_the_set_is_refused() {
         }
         .sign(CHAIN, basalt_types::Timestamp::default(), &stranger)
     };
-    let ev =
-        DuplicateVoteEvidence::new(vote(None), vote(Some(BlockId(Hash::digest(b"y")))), 10, 40);
+    let ev = DuplicateVoteEvidence::new(
+        vote(None),
+        vote(Some(BlockId(Hash::digest(b"y"), Default::default()))),
+        10,
+        40,
+    );
     let r = c.block_with(vec![], c.all_signers(), vec![Evidence::DuplicateVote(ev)]);
     assert!(matches!(
         r.evidence_results[0],

@@ -277,7 +277,7 @@ fn signed_commit(keys: &[PrivateKey], signers: &[usize], chain: &str) -> (Valida
             .collect(),
     )
     .unwrap();
-    let block_id = BlockId(Hash::digest(b"block"));
+    let block_id = BlockId(Hash::digest(b"block"), Default::default());
     let signatures = set
         .validators()
         .iter()
@@ -334,7 +334,12 @@ fn commit_verification() {
         Err(CommitError::WrongHeight { .. })
     ));
     assert_eq!(
-        set.verify_commit(chain, Height(7), &BlockId(Hash::digest(b"x")), &commit),
+        set.verify_commit(
+            chain,
+            Height(7),
+            &BlockId(Hash::digest(b"x"), Default::default()),
+            &commit
+        ),
         Err(CommitError::WrongBlock)
     );
     let (_, short) = signed_commit(&keys, &[0, 1], chain);

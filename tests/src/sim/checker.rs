@@ -344,7 +344,7 @@ mod tests {
     }
 
     fn id(s: &str) -> BlockId {
-        BlockId(Hash::digest(s.as_bytes()))
+        BlockId(Hash::digest(s.as_bytes()), Default::default())
     }
 
     #[test]

@@ -34,7 +34,10 @@ fn block(height: u64, members: &[usize], next: &[usize], signers: &[usize]) -> L
         chain_id: CHAIN.into(),
         height: Height(height),
         time: at(height as i64),
-        last_block_id: Some(BlockId(Hash::digest(&height.to_le_bytes()))),
+        last_block_id: Some(BlockId(
+            Hash::digest(&height.to_le_bytes()),
+            Default::default(),
+        )),
         last_commit_hash: Hash::default(),
         data_hash: Hash::default(),
         validators_hash: validators.hash(),
@@ -46,7 +49,13 @@ fn block(height: u64, members: &[usize], next: &[usize], signers: &[usize]) -> L
         proposer_address: validators.validators()[0].address,
     };
     let k = keys();
-    let id = header.id();
+    let id = BlockId(
+        header.hash(),
+        basalt_types::PartSetHeader {
+            total: 1,
+            hash: Hash::digest(b"parts"),
+        },
+    );
     let signatures = validators
         .validators()
         .iter()

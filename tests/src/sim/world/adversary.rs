@@ -85,13 +85,12 @@ impl World {
                 let values = if ids.len() >= 2 {
                     [Some(ids[0]), Some(ids[1])]
                 } else {
-                    let alternative =
-                        match vote.block_id {
-                            Some(_) => None,
-                            None => Some(ids.first().copied().unwrap_or_else(|| {
-                                BlockId(Hash::digest(&self.rng.gen::<[u8; 8]>()))
-                            })),
-                        };
+                    let alternative = match vote.block_id {
+                        Some(_) => None,
+                        None => Some(ids.first().copied().unwrap_or_else(|| {
+                            BlockId(Hash::digest(&self.rng.gen::<[u8; 8]>()), Default::default())
+                        })),
+                    };
                     [vote.block_id, alternative]
                 };
                 for (half, value) in values.into_iter().enumerate() {
