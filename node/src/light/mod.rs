@@ -110,7 +110,7 @@ impl LightClient {
             })?;
             return Ok((lb, vec![]));
         }
-        let (lb, path) = skip(&root, target, &self.options, |h| {
+        let (lb, path) = skip(&root, target, &self.options, now(), |h| {
             fetch::light_block(&self.primary, h)
         })
         .map_err(|e| anyhow!("refusing the primary's header: {e}"))?;
@@ -137,7 +137,9 @@ impl LightClient {
             if header.hash() == lb.header.hash() {
                 continue;
             }
-            match skip(root, height, &self.options, |h| fetch::light_block(w, h)) {
+            match skip(root, height, &self.options, now(), |h| {
+                fetch::light_block(w, h)
+            }) {
                 Ok((theirs, _)) => {
                     return Err(Fork {
                         height,
@@ -158,13 +160,14 @@ impl LightClient {
     }
 }
 
-/// Skipping verification from `root` to `target`: tries the target, and when the trusted
-/// set cannot vouch for it, a header halfway first. Returns the target's block and every
-/// block verified on the way (the target last).
+/// Skipping verification from `root` to `target` at time `now`: tries the target, and when
+/// the trusted set cannot vouch for it, a header halfway first. Returns the target's block
+/// and every block verified on the way (the target last).
 pub fn skip(
     root: &LightBlock,
     target: u64,
     options: &Options,
+    now: Timestamp,
     mut fetch: impl FnMut(u64) -> Result<LightBlock>,
 ) -> Result<(LightBlock, Vec<LightBlock>)> {
     let mut cache: HashMap<u64, LightBlock> = HashMap::new();
@@ -176,7 +179,7 @@ pub fn skip(
             Some(b) => b,
             None => fetch(goal).with_context(|| format!("fetching the light block at {goal}"))?,
         };
-        match verify::verify(&trusted, &candidate, options, now()) {
+        match verify::verify(&trusted, &candidate, options, now) {
             Verdict::Success => {
                 path.push(candidate.clone());
                 trusted = candidate;

@@ -169,3 +169,35 @@ fn each_kind_of_bad_header_is_refused() {
         Verdict::Invalid(Invalid::ChainId { .. })
     ));
 }
+
+#[test]
+fn skipping_bisects_through_a_header_the_trusted_set_vouches_for() {
+    // Heights 10..=30: the set moves from {0,1,2,3} to {0,1,4,5} at 20 and to {0,5,6,7} at
+    // 30. From 10, height 30 lacks trust (one of four trusted members signs), height 20 has
+    // it, and from 20, height 30 has it.
+    let sets: &[(u64, [usize; 4])] = &[(10, [0, 1, 2, 3]), (20, [0, 1, 4, 5]), (30, [0, 5, 6, 7])];
+    let members = |h: u64| sets.iter().rev().find(|(from, _)| h >= *from).unwrap().1;
+    let at_height = |h: u64| block(h, &members(h), &members(h + 1), &members(h));
+    let mut fetched = Vec::new();
+    let now = at(100);
+    let (got, path) = crate::light::skip(&at_height(10), 30, &opts(), now, |h| {
+        fetched.push(h);
+        Ok(at_height(h))
+    })
+    .unwrap();
+    assert_eq!(got.height(), 30);
+    let heights: Vec<u64> = path.iter().map(LightBlock::height).collect();
+    assert_eq!(heights, vec![20, 30], "verified 20 on the way");
+    assert_eq!(
+        fetched,
+        vec![30, 20],
+        "30 fetched once: the cached copy is reused"
+    );
+    // A header that does not verify stops the walk with the reason.
+    let mut bad = at_height(30);
+    bad.header.app_hash = Hash::digest(b"forged");
+    let Err(err) = crate::light::skip(&at_height(20), 30, &opts(), now, |_| Ok(bad.clone())) else {
+        panic!("a forged header verified");
+    };
+    assert!(err.to_string().contains("does not hash"), "{err}");
+}
