@@ -270,3 +270,58 @@ fn cometbft_header_hash_vector() {
         "F740121F553B5418C3EFBD343C2DBFE9E007BB67B0D020A0741374BAB65242A4"
     );
 }
+
+#[test]
+fn commit_hash_matches_tendermint_protobuf_and_merkle() {
+    use prost::Message;
+    use tendermint::block::CommitSig as TmSig;
+    use tendermint_proto::types::CommitSig as RawCommitSig;
+    let time = Time {
+        seconds: 1_700_000_000,
+        nanos: 42,
+    };
+    let tm_time = tendermint::Time::from_unix_timestamp(time.seconds, time.nanos as u32).unwrap();
+    let (addr_a, addr_b) = ([3u8; 20], [4u8; 20]);
+    let (sig_a, sig_b) = ([5u8; 64], [6u8; 64]);
+    let zero = Time {
+        seconds: -62_135_596_800,
+        nanos: 0,
+    };
+    let ours = commit_hash(&[
+        CommitSig {
+            flag: BlockIdFlag::Commit,
+            validator_address: &addr_a,
+            time,
+            signature: &sig_a,
+        },
+        CommitSig {
+            flag: BlockIdFlag::Absent,
+            validator_address: &[],
+            time: zero,
+            signature: &[],
+        },
+        CommitSig {
+            flag: BlockIdFlag::Commit,
+            validator_address: &addr_b,
+            time,
+            signature: &sig_b,
+        },
+    ]);
+    let commit = |a: [u8; 20], s: [u8; 64]| TmSig::BlockIdFlagCommit {
+        validator_address: account::Id::new(a),
+        timestamp: tm_time,
+        signature: tendermint::Signature::new(s).unwrap(),
+    };
+    let leaves: Vec<Vec<u8>> = [
+        commit(addr_a, sig_a),
+        TmSig::BlockIdFlagAbsent,
+        commit(addr_b, sig_b),
+    ]
+    .into_iter()
+    .map(|s| RawCommitSig::from(s).encode_to_vec())
+    .collect();
+    let theirs = tendermint::merkle::simple_hash_from_byte_vectors::<
+        tendermint::crypto::default::Sha256,
+    >(&leaves);
+    assert_eq!(ours, theirs);
+}
