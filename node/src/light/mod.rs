@@ -214,7 +214,17 @@ pub fn run(mut client: LightClient, follow: bool) -> Result<()> {
     let trusted = client.latest()?;
     println!("{}", json!({"trusted": report(&trusted, &[])}));
     loop {
-        let tip = fetch::latest_height(&client.primary)?;
+        let tip = match fetch::latest_height(&client.primary) {
+            Ok(tip) => tip,
+            // Following, an unreachable primary is waited for; a header that does not
+            // verify, or a fork, still stops the client.
+            Err(e) if follow => {
+                tracing::warn!("the primary did not answer: {e:#}");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if tip > client.latest()?.height() {
             let (lb, via) = client.verify_to(tip)?;
             println!("{}", json!({"verified": report(&lb, &via)}));
