@@ -9,7 +9,7 @@
 //! light client's trusted header ([`crate::light`]).
 
 use crate::client::Client;
-use crate::light::fetch::{b64, light_block, number};
+use crate::light::fetch::{b64, number, signed_header, validator_set};
 use crate::light::LightClient;
 use crate::rpc_backend::state_query::{StateQueryProof, PROOF_OP};
 use anyhow::{anyhow, bail, Context, Result};
@@ -45,36 +45,29 @@ pub fn prove_account(client: &Client, addr: Address, light: Option<LightClient>)
     let proof: StateQueryProof =
         borsh::from_slice(&b64(&op["data"], "proof data")?).context("the proof does not decode")?;
 
-    let (lb, trusted) = match light {
+    let (header, commit, set, trusted) = match light {
         Some(mut light) => {
             let root = light.latest()?.height();
             let (lb, _) = light.verify_to(latest)?;
-            (
-                lb,
-                format!("verified by the light client from its trusted header {root}"),
-            )
+            let trusted = format!("verified by the light client from its trusted header {root}");
+            (lb.header, lb.commit, lb.validators, trusted)
         }
         None => {
-            let lb = light_block(client, latest)?;
-            if lb.header.height.0 != latest || lb.commit.block_id.hash() != lb.header.hash() {
+            let (header, commit) = signed_header(client, latest)?;
+            let set = validator_set(client, latest)?;
+            if header.height.0 != latest || commit.block_id.hash() != header.hash() {
                 bail!("the commit does not sign the header of height {latest}");
             }
-            if lb.validators.hash() != lb.header.validators_hash {
+            if set.hash() != header.validators_hash {
                 bail!("the validator set served for {latest} is not the one its header names");
             }
-            lb.validators
-                .verify_commit(
-                    &lb.header.chain_id,
-                    lb.header.height,
-                    &lb.commit.block_id,
-                    &lb.commit,
-                )
+            set.verify_commit(&header.chain_id, header.height, &commit.block_id, &commit)
                 .map_err(|e| anyhow!("the commit of {latest} does not verify: {e}"))?;
-            (lb, "the validator set of that height as the node served it (not verified from a trusted height; see --light-home)".to_string())
+            let trusted = "the validator set of that height as the node served it (not verified from a trusted height; see --light-home)".to_string();
+            (header, commit, set, trusted)
         }
     };
-    let (header, commit, set) = (&lb.header, &lb.commit, &lb.validators);
-    let id = lb.commit.block_id;
+    let id = commit.block_id;
     proof
         .proof
         .verify(&header.app_hash, &key, proof.value.as_deref())

@@ -109,18 +109,19 @@ fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<()> {
         sign_s += t.elapsed().as_secs_f64();
         let t = Instant::now();
         let block = chain.build_block(me, txs, vec![]);
+        let block_id = block.id();
         let vote = Vote {
             vote_type: VoteType::Precommit,
             height: block.header.height,
             round: Round(0),
-            block_id: Some(block.id()),
+            block_id: Some(block_id),
             validator: me,
         }
         .sign(CHAIN, block.header.time.plus_millis(1), &validator);
         let commit = basalt_types::Commit {
             height: block.header.height,
             round: Round(0),
-            block_id: block.id(),
+            block_id,
             signatures: vec![Some(CommitSig {
                 validator: me,
                 timestamp: vote.timestamp,

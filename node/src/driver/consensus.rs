@@ -37,13 +37,14 @@ impl Driver {
         for r in &records {
             let inputs = match r {
                 WalRecord::Proposal { proposal, block } => {
-                    self.blocks.insert(block.id(), (**block).clone());
+                    let block_id = block.id();
+                    self.blocks.insert(block_id, (**block).clone());
                     let valid = self.chain.check_proposal(block).is_ok();
                     vec![
                         Input::Proposal(proposal.clone()),
                         Input::ProposalValidity {
                             height: proposal.proposal.height,
-                            block_id: block.id(),
+                            block_id,
                             valid,
                         },
                     ]
@@ -215,7 +216,8 @@ impl Driver {
                     block: Box::new(block.clone()),
                 };
                 self.wal.append(&record, true)?;
-                let (height, block_id) = (signed.proposal.height, block.id());
+                // The block was found under the id the proposal names.
+                let (height, block_id) = (signed.proposal.height, signed.proposal.block_id);
                 #[cfg(feature = "byzantine")]
                 self.misbehave_propose(&signed, &block);
                 self.publish_consensus(&ConsensusMsg::Proposal {
@@ -337,7 +339,9 @@ impl Driver {
                 if height != self.engine.height().0 {
                     return Ok(());
                 }
-                let block_id = block.id();
+                // `check_consensus` found the block to be the one the proposal names, so its
+                // id (a whole encoding of the block) is not computed again.
+                let block_id = proposal.proposal.block_id;
                 let valid = match self.chain.check_proposal(&block) {
                     Ok(()) => true,
                     Err(e) => {

@@ -84,11 +84,8 @@ impl LightClient {
         if got != hash {
             bail!("the primary's header at height {height} is {got}, not the trusted hash {hash}");
         }
-        if lb.validators.hash() != lb.header.validators_hash
-            || lb.next_validators.hash() != lb.header.next_validators_hash
-        {
-            bail!("the primary serves validator sets for height {height} that its header does not name");
-        }
+        lb.check_sets()
+            .map_err(|e| anyhow!("the primary's trusted header: {e}"))?;
         self.store.save(&lb)
     }
 

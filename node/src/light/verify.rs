@@ -27,6 +27,18 @@ impl LightBlock {
     pub fn height(&self) -> u64 {
         self.header.height.0
     }
+
+    /// The validator sets are the ones the header names.
+    pub fn check_sets(&self) -> Result<(), Invalid> {
+        let height = self.height();
+        if self.validators.hash() != self.header.validators_hash {
+            return Err(Invalid::ValidatorsHash(height));
+        }
+        if self.next_validators.hash() != self.header.next_validators_hash {
+            return Err(Invalid::NextValidatorsHash(height));
+        }
+        Ok(())
+    }
 }
 
 /// Verification parameters (CometBFT's defaults: trust level 1/3, 10 s of clock drift).
@@ -116,12 +128,7 @@ fn check(
     let height = h.height.0;
     let chain_id = &t.chain_id;
     // The block on its own: its sets and its commit.
-    if untrusted.validators.hash() != h.validators_hash {
-        return Err(Invalid::ValidatorsHash(height));
-    }
-    if untrusted.next_validators.hash() != h.next_validators_hash {
-        return Err(Invalid::NextValidatorsHash(height));
-    }
+    untrusted.check_sets()?;
     if untrusted.commit.block_id.hash() != h.hash() || untrusted.commit.height != h.height {
         return Err(Invalid::HeaderCommitMismatch(height));
     }

@@ -283,10 +283,6 @@ fn commit_hash_matches_tendermint_protobuf_and_merkle() {
     let tm_time = tendermint::Time::from_unix_timestamp(time.seconds, time.nanos as u32).unwrap();
     let (addr_a, addr_b) = ([3u8; 20], [4u8; 20]);
     let (sig_a, sig_b) = ([5u8; 64], [6u8; 64]);
-    let zero = Time {
-        seconds: -62_135_596_800,
-        nanos: 0,
-    };
     let ours = commit_hash(&[
         CommitSig {
             flag: BlockIdFlag::Commit,
@@ -297,7 +293,7 @@ fn commit_hash_matches_tendermint_protobuf_and_merkle() {
         CommitSig {
             flag: BlockIdFlag::Absent,
             validator_address: &[],
-            time: zero,
+            time: GO_ZERO,
             signature: &[],
         },
         CommitSig {
