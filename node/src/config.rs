@@ -18,6 +18,71 @@ pub struct Config {
     /// Absent in files written before it existed: keep every block, 100 state versions.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Absent in files written before it existed: snapshots every 1,000 heights, no state
+    /// sync.
+    #[serde(default)]
+    pub statesync: StateSyncConfig,
+}
+
+/// State sync (DESIGN.md §5): joining from a verified snapshot, and taking snapshots for
+/// others (CometBFT's `[statesync]` and the Cosmos SDK's snapshot settings).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSyncConfig {
+    /// On a node with no state yet: restore a peer's snapshot instead of executing every
+    /// block from genesis.
+    pub enable: bool,
+    /// JSON-RPC servers the light client verifies headers from (the first is its primary,
+    /// the others witnesses).
+    pub rpc_servers: Vec<String>,
+    /// A header the operator trusts (obtained out of band): its height and hash.
+    pub trust_height: u64,
+    pub trust_hash: String,
+    /// How long a trusted header stays trusted ("168h0m0s", "336h", "90m", "600s").
+    pub trust_period: String,
+    /// Take a state snapshot every this many heights (0: never).
+    pub snapshot_interval: u64,
+    /// Snapshots kept (older ones are deleted).
+    pub snapshot_keep_recent: u32,
+    /// Chunk requests in flight at once while restoring.
+    pub chunk_fetchers: u32,
+}
+
+impl Default for StateSyncConfig {
+    fn default() -> Self {
+        StateSyncConfig {
+            enable: false,
+            rpc_servers: Vec::new(),
+            trust_height: 0,
+            trust_hash: String::new(),
+            trust_period: "168h0m0s".into(),
+            snapshot_interval: 1000,
+            snapshot_keep_recent: 2,
+            chunk_fetchers: 4,
+        }
+    }
+}
+
+/// Seconds in a Go-style duration ("168h0m0s", "90m", "600s").
+pub fn parse_duration_s(text: &str) -> Option<u64> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().ok()?;
+        number.clear();
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    number.is_empty().then_some(total).filter(|t| *t > 0)
 }
 
 /// What the node keeps on disk (DESIGN.md §5).
@@ -211,6 +276,7 @@ impl Config {
             },
             tx_index: TxIndexConfig::default(),
             storage: StorageConfig::default(),
+            statesync: StateSyncConfig::default(),
         }
     }
 
@@ -272,7 +338,23 @@ impl Config {
              # index entries are deleted in the background. Peers that need them sync from other peers.\n\
              retain_blocks = {retain_blocks}\n\
              # Recent state versions kept for abci_query at a height and proofs (at least 1).\n\
-             state_versions = {state_versions}\n",
+             state_versions = {state_versions}\n\n\
+             [statesync]\n\
+             # On a node with no state yet, restore a peer's state snapshot (verified by a light client)\n\
+             # instead of executing every block from genesis; then block-sync from the snapshot on.\n\
+             enable = {ss_enable}\n\
+             # JSON-RPC servers the light client verifies headers from (first: primary; others: witnesses).\n\
+             rpc_servers = [{ss_rpc}]\n\
+             # A header you trust, obtained out of band (e.g. `basalt query` on a node you run): height, hash.\n\
+             trust_height = {ss_height}\n\
+             trust_hash = {ss_hash}\n\
+             # How long a trusted header stays trusted (less than the unbonding time).\n\
+             trust_period = {ss_period}\n\
+             # Take a state snapshot for other nodes every this many heights (0: never), keeping the last few.\n\
+             snapshot_interval = {ss_interval}\n\
+             snapshot_keep_recent = {ss_keep}\n\
+             # Snapshot chunk requests in flight at once while restoring.\n\
+             chunk_fetchers = {ss_fetchers}\n",
             moniker = q(&self.moniker),
             p2p = q(&self.p2p.listen),
             peers = peers.join(", "),
@@ -298,6 +380,14 @@ impl Config {
             indexer = q(self.tx_index.indexer.name()),
             retain_blocks = self.storage.retain_blocks,
             state_versions = self.storage.state_versions,
+            ss_enable = self.statesync.enable,
+            ss_rpc = self.statesync.rpc_servers.iter().map(|o| q(o)).collect::<Vec<_>>().join(", "),
+            ss_height = self.statesync.trust_height,
+            ss_hash = q(&self.statesync.trust_hash),
+            ss_period = q(&self.statesync.trust_period),
+            ss_interval = self.statesync.snapshot_interval,
+            ss_keep = self.statesync.snapshot_keep_recent,
+            ss_fetchers = self.statesync.chunk_fetchers,
         )
     }
 
@@ -316,6 +406,31 @@ impl Config {
                 path: p,
                 reason: "storage.state_versions must be at least 1".into(),
             });
+        }
+        let ss = &config.statesync;
+        let invalid = |reason: &str| ConfigError::Invalid {
+            path: p.clone(),
+            reason: reason.into(),
+        };
+        if parse_duration_s(&ss.trust_period).is_none() {
+            return Err(invalid(
+                "statesync.trust_period is not a duration like \"168h0m0s\"",
+            ));
+        }
+        if ss.enable {
+            if ss.rpc_servers.is_empty() {
+                return Err(invalid(
+                    "statesync.enable needs at least one of statesync.rpc_servers",
+                ));
+            }
+            if ss.trust_height == 0 {
+                return Err(invalid("statesync.enable needs statesync.trust_height"));
+            }
+            if basalt_types::Hash::from_hex(&ss.trust_hash).is_err() {
+                return Err(invalid(
+                    "statesync.trust_hash must be the trusted header's hash (64 hex digits)",
+                ));
+            }
         }
         Ok(config)
     }
@@ -339,6 +454,7 @@ mod tests {
             "commented"
         );
         assert_eq!(toml::from_str::<Config>(&text).unwrap(), c);
+        assert!(text.contains("[statesync]") && text.contains("snapshot_interval = 1000"));
         let typo = text.replace("max_txs", "max_tx");
         assert!(toml::from_str::<Config>(&typo).is_err());
     }
@@ -361,5 +477,40 @@ mod tests {
         );
         let bad = text.replace("indexer = \"kv\"", "indexer = \"psql\"");
         assert!(toml::from_str::<Config>(&bad).is_err());
+    }
+}
+
+#[cfg(test)]
+mod statesync_tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go_and_garbage_does_not() {
+        assert_eq!(parse_duration_s("168h0m0s"), Some(168 * 3600));
+        assert_eq!(parse_duration_s("90m"), Some(5400));
+        assert_eq!(parse_duration_s("1h30m15s"), Some(5415));
+        for bad in ["", "0s", "12", "h", "5d", "1.5h", "-3h"] {
+            assert_eq!(parse_duration_s(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn state_sync_without_what_it_needs_is_refused_with_the_key_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let mut c = Config::new("n", 26600, 26601, vec![]);
+        c.statesync.enable = true;
+        std::fs::write(&path, c.render()).unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("statesync.rpc_servers"), "{e}");
+        c.statesync.rpc_servers = vec!["http://127.0.0.1:26657".into()];
+        c.statesync.trust_height = 5;
+        c.statesync.trust_hash = "zz".into();
+        std::fs::write(&path, c.render()).unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("statesync.trust_hash"), "{e}");
+        c.statesync.trust_hash = "AB".repeat(32);
+        std::fs::write(&path, c.render()).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), c);
     }
 }

@@ -46,6 +46,9 @@ pub trait Kv: Segments + Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError>;
+    /// At most `limit` entries whose key starts with `prefix`, from `from` on, in key order
+    /// (a long scan in pages, so that it never holds the whole space in memory).
+    fn scan_page(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, KvError>;
     /// The greatest key starting with `prefix`.
     fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// The smallest key starting with `prefix`.
@@ -160,6 +163,17 @@ impl Kv for SledKv {
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KvError> {
         self.db
             .scan_prefix(prefix)
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(KvError::from)
+            })
+            .collect()
+    }
+    fn scan_page(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, KvError> {
+        self.db
+            .range(from..)
+            .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+            .take(limit)
             .map(|r| {
                 r.map(|(k, v)| (k.to_vec(), v.to_vec()))
                     .map_err(KvError::from)
@@ -399,6 +413,16 @@ impl Kv for MemKv {
         Ok(s.live
             .range(prefix.to_vec()..)
             .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+    fn scan_page(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, KvError> {
+        let s = self.state();
+        Self::check(&s)?;
+        Ok(s.live
+            .range(from.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }

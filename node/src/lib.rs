@@ -35,6 +35,8 @@ pub mod segments;
 pub mod sigcheck;
 pub mod signer;
 pub mod start;
+pub mod statesync;
+pub mod statesync_bench;
 pub mod store;
 pub mod sync_bench;
 pub mod testnet;

@@ -56,6 +56,9 @@ enum Command {
         /// Pause after each block, in milliseconds.
         #[arg(long)]
         timeout_commit_ms: Option<u64>,
+        /// Also fund this many generated accounts (no keys kept): a large state to sync.
+        #[arg(long, default_value_t = 0)]
+        funded_accounts: u32,
         /// Wire the nodes for containers and write OUTPUT/docker-compose.yml (image
         /// basalt:local, built by tests/e2e/run.sh).
         #[arg(long)]
@@ -187,6 +190,21 @@ enum Command {
         #[arg(long, default_value_t = 26950)]
         base_port: u16,
     },
+    /// Measure joining a long chain with a large state by state sync and by block sync
+    /// (prints both times, and the restore time at an early and a late snapshot).
+    BenchStatesync {
+        /// Length of the chain.
+        #[arg(long, default_value_t = 100_000)]
+        blocks: u64,
+        /// Funded accounts at genesis (the state's size).
+        #[arg(long, default_value_t = 1_000_000)]
+        accounts: u32,
+        /// Also write the figures as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long, default_value_t = 27900)]
+        base_port: u16,
+    },
     /// Measure restart time: a validator stopped with SIGTERM and started again on a short
     /// and on a long generated chain (prints both, and the fsync latency beside them).
     BenchRestart {
@@ -283,6 +301,7 @@ fn run(cli: Cli) -> Result<()> {
             chain_id,
             timeout_propose_ms,
             timeout_commit_ms,
+            funded_accounts,
             docker,
         } => {
             let spec = TestnetSpec {
@@ -294,7 +313,7 @@ fn run(cli: Cli) -> Result<()> {
                 chain_id: &chain_id,
                 timeout_propose_ms,
                 timeout_commit_ms,
-                extra_accounts: Vec::new(),
+                extra_accounts: testnet::generated_accounts(funded_accounts),
             };
             let homes = testnet::testnet(&spec)?;
             if docker {
@@ -408,6 +427,17 @@ fn run(cli: Cli) -> Result<()> {
         } => basalt_node::sync_bench::run(basalt_node::sync_bench::SyncBenchSpec {
             blocks,
             txs_per_block: txs,
+            base_port,
+            json,
+        })?,
+        Command::BenchStatesync {
+            blocks,
+            accounts,
+            json,
+            base_port,
+        } => basalt_node::statesync_bench::run(basalt_node::statesync_bench::StateSyncBenchSpec {
+            blocks,
+            accounts,
             base_port,
             json,
         })?,

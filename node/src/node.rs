@@ -52,6 +52,7 @@ pub struct Node {
     started: Instant,
     /// A fatal error met while answering an RPC call: the loop stops on it.
     fatal: Option<Fatal>,
+    state_snapshots: Option<crate::statesync::files::SnapshotDir>,
 }
 
 pub struct PeerInfo {
@@ -75,6 +76,11 @@ pub struct NodeParts {
     pub events: tokio::sync::broadcast::Sender<basalt_rpc::RpcEvent>,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     pub snapshot: watch::Sender<Arc<Snapshot>>,
+    /// The state snapshots this node serves to peers (state sync), if it takes any.
+    pub state_snapshots: Option<crate::statesync::files::SnapshotDir>,
+    /// Network events received before the node ran (peers that connected during a state
+    /// sync), handled first.
+    pub replay: Vec<NetEvent>,
 }
 
 pub fn now() -> Timestamp {
@@ -116,6 +122,7 @@ impl Node {
             commit_waiters: HashMap::new(),
             started: Instant::now(),
             fatal: None,
+            state_snapshots: parts.state_snapshots,
         };
         node.step(
             Event::Start {
@@ -123,6 +130,9 @@ impl Node {
             },
             Origin::None,
         )?;
+        for e in parts.replay {
+            node.on_net(e)?;
+        }
         let mut tick = tokio::time::interval(crate::driver::TICK);
         let mut gossip_tick = tokio::time::interval(crate::driver::GOSSIP_TICK);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -257,6 +267,18 @@ impl Node {
                 )?;
             }
             NetEvent::Request(req) => {
+                if let Some(dir) = &self.state_snapshots {
+                    if let Ok(r) = wire::decode::<crate::wire::SyncRequest>(&req.data) {
+                        if r.is_snapshot() {
+                            let (dir, p2p) = (dir.clone(), self.p2p.clone());
+                            tokio::task::spawn_blocking(move || {
+                                let answer = crate::statesync::files::serve(&dir, &r);
+                                let _ = p2p.respond(req.id, wire::encode(&answer));
+                            });
+                            return Ok(());
+                        }
+                    }
+                }
                 self.step(
                     Event::SyncRequest {
                         from: req.peer,

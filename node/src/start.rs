@@ -77,6 +77,36 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
         crate::config::Indexer::Null => store.without_tx_index(),
     };
     store.check_chain(&chain_id, &genesis.hash())?;
+    let node_key = node_key(home)?;
+    let p2p_config = basalt_p2p::P2pConfig::new(&chain_id, p2p_listen, peers);
+    let mut peers_to_replay = Vec::new();
+    // State sync runs before anything else: the network is up, consensus is not.
+    let mut network = None;
+    if config.statesync.enable && store.state_height()?.is_none() {
+        let (p2p, net) = basalt_p2p::start(
+            p2p_config.clone(),
+            basalt_p2p::keypair_from_seed(node_key.seed())?,
+        )
+        .await?;
+        tracing::info!(p2p = %p2p_listen, peer_id = %p2p.local_peer_id(), "state sync: network up");
+        let pump = crate::statesync::restore::Pump::start(p2p.clone(), net);
+        let ss = &config.statesync;
+        let settings = crate::statesync::restore::RestoreSettings {
+            rpc_servers: ss.rpc_servers.clone(),
+            trust_height: ss.trust_height,
+            trust_hash: basalt_types::Hash::from_hex(&ss.trust_hash).map_err(|e| anyhow!(e))?,
+            trust_period_s: crate::config::parse_duration_s(&ss.trust_period)
+                .ok_or_else(|| anyhow!("statesync.trust_period is not a duration"))?,
+            light_home: home.data_dir().join("light"),
+            progress_file: home.data_dir().join("statesync.progress"),
+            fetchers: ss.chunk_fetchers as usize,
+            expected_peers: config.p2p.persistent_peers.len(),
+        };
+        crate::statesync::restore::restore(&store, &settings, &p2p, &pump).await?;
+        let (net, peers) = pump.finish().await;
+        peers_to_replay = peers;
+        network = Some((p2p, net));
+    }
     let loading = std::time::Instant::now();
     // The chain keeps the genesis without its accounts (they are in the stored state);
     // the full one is dropped here, and `genesis` RPCs read the file again.
@@ -111,7 +141,6 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
     }
 
     // Bind both ports before anything runs, so that a port in use stops the start cleanly.
-    let node_key = node_key(home)?;
     let (api_tx, api_rx) = mpsc::channel(1024);
     let (events, _) = tokio::sync::broadcast::channel(1024);
     let metrics = Metrics::new();
@@ -159,11 +188,23 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
     let rpc_addr = basalt_rpc::serve(rpc_config, backend)
         .await
         .with_context(|| format!("cannot serve JSON-RPC on {rpc_listen}"))?;
-    let (p2p, net) = basalt_p2p::start(
-        basalt_p2p::P2pConfig::new(&chain_id, p2p_listen, peers),
-        basalt_p2p::keypair_from_seed(node_key.seed())?,
-    )
-    .await?;
+    let (p2p, net) = match network {
+        Some(n) => n,
+        None => {
+            basalt_p2p::start(p2p_config, basalt_p2p::keypair_from_seed(node_key.seed())?).await?
+        }
+    };
+    // Snapshots held are served even when no new ones are taken.
+    let snapshots_dir = crate::statesync::files::SnapshotDir::new(
+        home.data_dir().join("snapshots"),
+        config.statesync.snapshot_keep_recent as usize,
+    );
+    tokio::spawn(crate::statesync::take::run(
+        store.clone(),
+        snapshots_dir.clone(),
+        config.statesync.snapshot_interval,
+    ));
+    let state_snapshots = Some(snapshots_dir);
     tracing::info!(rpc = %rpc_addr, p2p = %p2p_listen, peer_id = %p2p.local_peer_id(), "node started");
 
     let parts = NodeParts {
@@ -194,6 +235,8 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
         events,
         metrics,
         snapshot: snapshot_tx,
+        state_snapshots,
+        replay: peers_to_replay,
     };
     Node::run(parts, net, api_rx).await
 }

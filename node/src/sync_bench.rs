@@ -68,6 +68,34 @@ pub(crate) fn generated_chain(
     txs_per_block: usize,
     configure: impl Fn(&mut crate::config::Config),
 ) -> Result<Vec<Home>> {
+    let spec = GeneratedChain {
+        full_nodes,
+        blocks,
+        txs_per_block,
+        funded: 0,
+    };
+    generated_chain_with(dir, base_port, &spec, configure, |_, _| Ok(()))
+}
+
+/// What [`generated_chain_with`] builds.
+pub(crate) struct GeneratedChain {
+    pub full_nodes: usize,
+    pub blocks: u64,
+    pub txs_per_block: usize,
+    /// Generated accounts funded at genesis besides the senders (a large state).
+    pub funded: u32,
+}
+
+/// [`generated_chain`] with more funded accounts, calling `after` with the validator's
+/// store after each generated block is stored.
+pub(crate) fn generated_chain_with(
+    dir: &std::path::Path,
+    base_port: u16,
+    spec: &GeneratedChain,
+    configure: impl Fn(&mut crate::config::Config),
+    mut after: impl FnMut(&Store, u64) -> Result<()>,
+) -> Result<Vec<Home>> {
+    let (full_nodes, blocks, txs_per_block) = (spec.full_nodes, spec.blocks, spec.txs_per_block);
     let keys: Vec<PrivateKey> = (0..txs_per_block).map(crate::bench::sender_key).collect();
     let homes = testnet::testnet(&TestnetSpec {
         validators: 1,
@@ -81,6 +109,7 @@ pub(crate) fn generated_chain(
         extra_accounts: keys
             .iter()
             .map(|k| (k.public_key().address(), 1_000_000_000_000))
+            .chain(testnet::generated_accounts(spec.funded))
             .collect(),
     })?;
     crate::bench::edit_configs(&homes, |c| {
@@ -88,12 +117,17 @@ pub(crate) fn generated_chain(
         configure(c);
     })?;
     eprintln!("building a chain of {blocks} blocks × {txs_per_block} transfers…");
-    generate(&homes[0], &keys, blocks)?;
+    generate(&homes[0], &keys, blocks, &mut after)?;
     Ok(homes)
 }
 
 /// Appends `blocks` blocks to the single validator's store at `home`.
-fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<()> {
+fn generate(
+    home: &Home,
+    keys: &[PrivateKey],
+    blocks: u64,
+    after: &mut dyn FnMut(&Store, u64) -> Result<()>,
+) -> Result<()> {
     let genesis = load_genesis(home)?;
     let store = Store::open(&home.data_dir().join("blockstore.db"))?;
     store.check_chain(&genesis.chain_id, &genesis.hash())?;
@@ -143,6 +177,7 @@ fn generate(home: &Home, keys: &[PrivateKey], blocks: u64) -> Result<()> {
             crate::pruner::prune_once(&store, &crate::config::StorageConfig::default())?;
         }
         store_s += t.elapsed().as_secs_f64();
+        after(&store, h)?;
         if h.is_multiple_of(1000) || h == blocks {
             let per = |s: f64| s * 1e3 / h as f64;
             eprintln!(

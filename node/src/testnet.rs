@@ -120,6 +120,19 @@ pub struct TestnetSpec<'a> {
     pub extra_accounts: Vec<(Address, u128)>,
 }
 
+/// `n` funded accounts whose addresses are hashes (nobody holds their keys): state for
+/// tests and benchmarks to carry, 1,000,000 tokens each.
+pub fn generated_accounts(n: u32) -> Vec<(Address, u128)> {
+    (0..n)
+        .map(|i| {
+            let h = basalt_types::Hash::digest_parts(&[b"basalt funded account", &i.to_le_bytes()]);
+            let mut a = [0u8; 20];
+            a.copy_from_slice(&h.0[..20]);
+            (Address(a), 1_000_000)
+        })
+        .collect()
+}
+
 /// N validators and M full nodes in `output/node<k>`: node k listens for peers on
 /// 127.0.0.1:(base + 2k) and serves RPC on 127.0.0.1:(base + 2k + 1); every node lists all
 /// others as persistent peers; every node's account is funded; one genesis for all.

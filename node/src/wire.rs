@@ -43,6 +43,23 @@ pub enum SyncRequest {
     Catchup { height: u64 },
     /// Your pending evidence (re-sent to peers that missed its gossip).
     Evidence,
+    /// The state snapshots you keep (state sync).
+    Snapshots,
+    /// The metadata of your snapshot of `height`.
+    SnapshotMeta { height: u64 },
+    /// Chunk `index` of your snapshot of `height`.
+    Chunk { height: u64, index: u32 },
+}
+
+impl SyncRequest {
+    /// Whether this asks for state snapshots (served by the node's shell from its files,
+    /// off the consensus path).
+    pub fn is_snapshot(&self) -> bool {
+        matches!(
+            self,
+            SyncRequest::Snapshots | SyncRequest::SnapshotMeta { .. } | SyncRequest::Chunk { .. }
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -57,6 +74,9 @@ pub enum SyncResponse {
     Catchup(Vec<ConsensusMsg>),
     Evidence(Vec<basalt_types::Evidence>),
     Refused(String),
+    Snapshots(Vec<crate::statesync::SnapshotInfo>),
+    SnapshotMeta(Box<crate::statesync::SnapshotMeta>),
+    Chunk(Vec<u8>),
 }
 
 pub fn encode<T: BorshSerialize>(v: &T) -> Vec<u8> {

@@ -5,6 +5,7 @@
 mod error;
 mod merkle;
 mod query;
+pub mod restore;
 mod runtime;
 pub mod state;
 mod tx;
@@ -12,6 +13,7 @@ mod tx;
 pub use error::TxError;
 pub use merkle::{Entry, MerkleStore, MerkleUpdate, ProofError, StateProof};
 pub use query::{DelegationView, QueryError, SupplyView};
+pub use restore::{RestoreError, StateRestore};
 pub use runtime::{Account, BlockContext, BlockResult, Event, Runtime, RuntimeError, TxResult};
 pub use state::{StateChanges, StateError, StateStore};
 pub use tx::{tx_hash, Msg, SignedTx, TxBody};

@@ -1,7 +1,7 @@
 //! Block execution.
 
 use crate::error::TxError;
-use crate::merkle::{decode_bucket, decode_node, encode_node, MerkleStore};
+use crate::merkle::{decode_node, MerkleStore};
 use crate::state::{keys, NoState, StateChanges, StateError, StateStore};
 use crate::tx::{Msg, SignedTx};
 use basalt_genesis::{Genesis, GenesisError};
@@ -749,25 +749,7 @@ impl Runtime {
             self.tree.put(&k, &v);
             self.unsaved.insert(k, Some(v));
         }
-        let (unsaved, store) = (&self.unsaved, &self.store);
-        let update = self.tree.commit(|b| {
-            let key = keys::bucket(b);
-            let stored = match unsaved.get(key.as_slice()) {
-                Some(v) => v.clone(),
-                None => store.get(&key)?,
-            };
-            stored.map_or(Ok(Vec::new()), |b| decode_bucket(&b))
-        })?;
-        for (b, entries) in update.buckets {
-            let v = (!entries.is_empty()).then(|| enc(&entries));
-            self.unsaved.insert(keys::bucket(b).to_vec(), v);
-        }
-        for (level, index, children) in update.nodes {
-            let empty = children.iter().all(|c| *c == Hash::default());
-            let v = (!empty).then(|| encode_node(&children));
-            self.unsaved.insert(keys::node(level, index).to_vec(), v);
-        }
-        Ok(update.root)
+        crate::restore::commit_tree(&mut self.tree, &mut self.unsaved, self.store.as_ref())
     }
 
     /// Every account with a balance or a nonce, for a runtime whose whole state is in

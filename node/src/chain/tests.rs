@@ -6,6 +6,7 @@ use crate::evidence_pool::{EvidencePool, PoolError};
 use basalt_types::{DuplicateVoteEvidence, PrivateKey, Round, Vote, VoteType};
 
 mod persist;
+mod snapshot;
 
 const CHAIN: &str = "chain-test";
 

@@ -70,6 +70,11 @@ impl Driver {
                 SyncResponse::Catchup(msgs)
             }
             SyncRequest::Evidence => SyncResponse::Evidence(self.evidence.all().cloned().collect()),
+            SyncRequest::Snapshots
+            | SyncRequest::SnapshotMeta { .. }
+            | SyncRequest::Chunk { .. } => {
+                SyncResponse::Refused("this node serves no state snapshots".into())
+            }
         })
     }
 
@@ -158,6 +163,9 @@ impl Driver {
                 }
             }
             SyncResponse::Refused(reason) => tracing::debug!(%peer, "sync refused: {reason}"),
+            SyncResponse::Snapshots(_) | SyncResponse::SnapshotMeta(_) | SyncResponse::Chunk(_) => {
+                self.penalise(peer, "a state sync reply to a block sync request".into());
+            }
         }
         Ok(())
     }

@@ -13,9 +13,11 @@ mod cache;
 mod index_runs;
 mod prune;
 mod seglog;
+mod snapshot;
 mod state;
 mod tree_log;
 
+pub use snapshot::{Overrides, RestoredBase, StatePage};
 pub use state::{ChainMeta, StoredState};
 
 use crate::kv::{Entries, Kv, KvBatch, KvError, MemKv, SledKv};

@@ -44,17 +44,17 @@ fn undo_key(height: u64) -> [u8; 9] {
 const UNDO_PIECE: usize = 8 * 1024;
 
 /// One piece of a height's undo record: (key, tagged previous value), sorted by key.
-type UndoPiece = Vec<(Vec<u8>, Vec<u8>)>;
+pub(super) type UndoPiece = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The record's directory: each piece's first key, offset in the record and length.
-type UndoDirectory = Vec<(Vec<u8>, u32, u32)>;
+pub(super) type UndoDirectory = Vec<(Vec<u8>, u32, u32)>;
 
 /// Where a height's undo record is, and how many of its last bytes are its
 /// [`UndoDirectory`].
 #[derive(Clone, Copy, Debug, BorshSerialize, BorshDeserialize)]
-struct UndoAt {
-    at: RecordAt,
-    directory: u32,
+pub(super) struct UndoAt {
+    pub(super) at: RecordAt,
+    pub(super) directory: u32,
 }
 
 /// A height's undo entries as a record: the pieces, then their directory.
@@ -97,7 +97,7 @@ fn tagged(value: Option<&[u8]>) -> Vec<u8> {
     }
 }
 
-fn untagged(k: &[u8], mut v: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+pub(super) fn untagged(k: &[u8], mut v: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
     match v.first() {
         Some(1) => Ok(Some(v.split_off(1))),
         Some(0) => Ok(None),

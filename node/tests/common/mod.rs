@@ -41,25 +41,49 @@ impl Net {
         propose_ms: u64,
         commit_ms: u64,
     ) -> Net {
+        Net::with_args(
+            validators,
+            full_nodes,
+            base_port,
+            propose_ms,
+            commit_ms,
+            &[],
+        )
+    }
+
+    /// [`Net::with_timeouts`] with more `basalt testnet` arguments.
+    pub fn with_args(
+        validators: usize,
+        full_nodes: usize,
+        base_port: u16,
+        propose_ms: u64,
+        commit_ms: u64,
+        extra: &[&str],
+    ) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("net");
-        let o = basalt(&[
-            "testnet",
-            "--validators",
-            &validators.to_string(),
-            "--full-nodes",
-            &full_nodes.to_string(),
-            "--output",
-            out.to_str().unwrap(),
-            "--base-port",
-            &base_port.to_string(),
-            "--chain-id",
-            CHAIN,
-            "--timeout-propose-ms",
-            &propose_ms.to_string(),
-            "--timeout-commit-ms",
-            &commit_ms.to_string(),
-        ]);
+        let o = basalt(
+            &[
+                "testnet",
+                "--validators",
+                &validators.to_string(),
+                "--full-nodes",
+                &full_nodes.to_string(),
+                "--output",
+                out.to_str().unwrap(),
+                "--base-port",
+                &base_port.to_string(),
+                "--chain-id",
+                CHAIN,
+                "--timeout-propose-ms",
+                &propose_ms.to_string(),
+                "--timeout-commit-ms",
+                &commit_ms.to_string(),
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
+        );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         Net {
             dir,
@@ -71,6 +95,14 @@ impl Net {
 
     pub fn home(&self, k: usize) -> PathBuf {
         self.dir.path().join("net").join(format!("node{k}"))
+    }
+
+    /// Replaces `from` with `to` in node k's config.toml (which must contain it).
+    pub fn edit_config(&self, k: usize, from: &str, to: &str) {
+        let path = self.home(k).join("config/config.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "node{k}'s config has no {from:?}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
     }
 
     pub fn log(&self, k: usize) -> PathBuf {

@@ -7,13 +7,13 @@ use crate::kv::MemKv;
 use basalt_runtime::{Msg, StateProof, StateStore, TxBody};
 use proptest::prelude::*;
 
-const USERS: u8 = 5;
+pub(super) const USERS: u8 = 5;
 
-fn user(i: u8) -> PrivateKey {
+pub(super) fn user(i: u8) -> PrivateKey {
     key(3, i)
 }
 
-fn funded() -> Vec<(Address, u128)> {
+pub(super) fn funded() -> Vec<(Address, u128)> {
     (0..USERS)
         .map(|i| (user(i).public_key().address(), 1_000_000_000))
         .collect()
@@ -21,7 +21,7 @@ fn funded() -> Vec<(Address, u128)> {
 
 /// One generated transaction: who sends, what, and a nonce offset (non-zero ones fail).
 #[derive(Clone, Debug)]
-enum Op {
+pub(super) enum Op {
     Transfer {
         from: u8,
         to: u8,
@@ -55,7 +55,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Signs a block's operations with the nonces `c`'s state expects (some fail on purpose).
-fn sign(c: &Chain, ops: &[Op]) -> Vec<Vec<u8>> {
+pub(super) fn sign(c: &Chain, ops: &[Op]) -> Vec<Vec<u8>> {
     let mut nonces: std::collections::HashMap<u8, u64> = Default::default();
     ops.iter()
         .map(|o| {
@@ -127,7 +127,7 @@ fn sign(c: &Chain, ops: &[Op]) -> Vec<Vec<u8>> {
 }
 
 /// Everything a query can see of the state, for comparison.
-fn state_of(c: &Chain) -> (Hash, Vec<basalt_runtime::Account>, String, String) {
+pub(super) fn state_of(c: &Chain) -> (Hash, Vec<basalt_runtime::Account>, String, String) {
     let accounts = (0..USERS + 2)
         .map(|i| c.runtime.account(&key(3, i).public_key().address()))
         .collect();
