@@ -139,6 +139,12 @@ pub fn run(spec: StateSyncBenchSpec) -> Result<()> {
         .as_str()
         .unwrap_or_default()
         .to_string();
+    // The joining nodes know only the validator (the others are not running: waiting for
+    // them would only add discovery time).
+    let validator_p2p = format!("127.0.0.1:{}", spec.base_port);
+    crate::bench::edit_configs(&homes[1..], |c| {
+        c.p2p.persistent_peers = vec![validator_p2p.clone()];
+    })?;
     crate::bench::edit_configs(&homes[1..3], |c| {
         c.statesync.enable = true;
         c.statesync.rpc_servers = vec![format!("http://{}", rpc(0))];
