@@ -23,7 +23,8 @@ pub mod files;
 pub mod restore;
 pub mod take;
 
-use crate::store::{BlockResults, ChainMeta};
+use crate::store::{BlockResults, ChainMeta, RestoredBase, Store, StoreError};
+use basalt_runtime::StateRestore;
 use basalt_types::{Block, Commit, Hash, Header};
 use borsh::{BorshDeserialize, BorshSerialize};
 
@@ -137,4 +138,62 @@ impl SnapshotMeta {
         }
         crate::wire::decode(bytes).map_err(|reason| Refusal::ChunkDecode { index, reason })
     }
+}
+
+/// Why a chunk could not be stored: the snapshot's fault, or this node's.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    #[error(transparent)]
+    Bad(Refusal),
+    #[error("storing a chunk: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Stores one checked chunk of a restore (its entries and the tree writes they cause),
+/// durably: a restore resumes after the last chunk stored.
+pub fn store_chunk(
+    store: &Store,
+    restorer: &mut StateRestore,
+    index: u32,
+    chunk: &Chunk,
+) -> Result<(), ChunkError> {
+    let changes = restorer.apply(chunk).map_err(|e| match e {
+        basalt_runtime::RestoreError::State(e) => ChunkError::Store(StoreError::Corrupt {
+            key: "state".into(),
+            reason: e.to_string(),
+        }),
+        bad => ChunkError::Bad(Refusal::ChunkDecode {
+            index,
+            reason: bad.to_string(),
+        }),
+    })?;
+    store.save_genesis_piece(&changes)?;
+    store.flush()?;
+    Ok(())
+}
+
+/// Accepts a restore whose every chunk is stored if the root it rebuilt is `app_hash` (the
+/// verified header's after the snapshot), storing the snapshot's block, commit, results
+/// and validator sets as the base of the chain.
+pub fn finish(
+    store: &Store,
+    restorer: &StateRestore,
+    meta: &SnapshotMeta,
+    app_hash: Hash,
+) -> Result<Result<(), Refusal>, StoreError> {
+    let root = restorer.root();
+    if root != app_hash {
+        return Ok(Err(Refusal::AppHash {
+            got: root,
+            want: app_hash,
+        }));
+    }
+    let base = RestoredBase {
+        block: &meta.block,
+        commit: &meta.commit,
+        results: &meta.results,
+        meta: &meta.chain_meta,
+    };
+    store.save_restored(meta.height, &Vec::new(), &base)?;
+    Ok(Ok(()))
 }

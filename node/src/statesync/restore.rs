@@ -7,7 +7,7 @@
 use super::{Refusal, SnapshotInfo, SnapshotMeta};
 use crate::light::verify::{LightBlock, Options};
 use crate::light::LightClient;
-use crate::store::{RestoredBase, Store};
+use crate::store::Store;
 use crate::wire::{self, SyncRequest, SyncResponse};
 use basalt_p2p::{Event as NetEvent, P2pHandle, PeerId, Verdict};
 use basalt_runtime::StateRestore;
@@ -457,30 +457,16 @@ async fn download(
             };
             let s = store.clone();
             let (r, result) = tokio::task::spawn_blocking(move || {
-                let result =
-                    restorer
-                        .apply(&chunk)
-                        .map_err(|e| e.to_string())
-                        .and_then(|changes| {
-                            s.save_genesis_piece(&changes)
-                                .and_then(|()| s.flush())
-                                .map_err(|e| e.to_string())
-                        });
+                let result = super::store_chunk(&s, &mut restorer, applied, &chunk);
                 (restorer, result)
             })
             .await
             .map_err(|e| RestoreError::Stopped(e.to_string()))?;
             restorer = r;
-            if let Err(e) = result {
-                if e.starts_with("a snapshot entry") {
-                    return Ok(Downloaded::Bad(Refusal::ChunkDecode {
-                        index: applied,
-                        reason: e,
-                    }));
-                }
-                return Err(RestoreError::Stopped(format!(
-                    "storing chunk {applied}: {e}"
-                )));
+            match result {
+                Ok(()) => {}
+                Err(super::ChunkError::Bad(refusal)) => return Ok(Downloaded::Bad(refusal)),
+                Err(super::ChunkError::Store(e)) => return Err(e.into()),
             }
             bytes_done += bytes.len() as u64;
             applied += 1;
@@ -507,23 +493,10 @@ async fn download(
             }
         }
     }
-    let root = restorer.root();
-    if root != next.header.app_hash {
-        return Ok(Downloaded::Bad(Refusal::AppHash {
-            got: root,
-            want: next.header.app_hash,
-        }));
+    if let Err(refusal) = super::finish(store, &restorer, meta, next.header.app_hash)? {
+        return Ok(Downloaded::Bad(refusal));
     }
-    store.save_restored(
-        meta.height,
-        &Vec::new(),
-        &RestoredBase {
-            block: &meta.block,
-            commit: &meta.commit,
-            results: &meta.results,
-            meta: &meta.chain_meta,
-        },
-    )?;
+    let root = restorer.root();
     tracing::info!(
         height = meta.height,
         app_hash = %root,

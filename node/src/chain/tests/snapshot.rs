@@ -9,7 +9,6 @@ use crate::kv::MemKv;
 use crate::statesync::files::SnapshotDir;
 use crate::statesync::take::take_snapshot;
 use crate::statesync::Refusal;
-use crate::store::RestoredBase;
 use basalt_runtime::{StateRestore, StateStore};
 
 const SNAPSHOT: u64 = 4;
@@ -59,22 +58,14 @@ fn a_snapshot_taken_while_the_chain_moves_on_restores_the_state_of_its_height() 
     for index in 0..meta.chunks.len() as u32 {
         let bytes = dir.chunk(SNAPSHOT, index).unwrap().unwrap();
         let chunk = meta.chunk(index, &bytes).unwrap();
-        restored_store
-            .save_genesis_piece(&restore.apply(&chunk).unwrap())
-            .unwrap();
+        crate::statesync::store_chunk(&restored_store, &mut restore, index, &chunk).unwrap();
     }
-    assert_eq!(restore.root(), next.app_hash);
-    restored_store
-        .save_restored(
-            SNAPSHOT,
-            &Vec::new(),
-            &RestoredBase {
-                block: &meta.block,
-                commit: &meta.commit,
-                results: &meta.results,
-                meta: &meta.chain_meta,
-            },
-        )
+    // Another app hash than the one the state rebuilds is refused, and nothing is based.
+    let refused = crate::statesync::finish(&restored_store, &restore, &meta, Hash::default());
+    assert!(matches!(refused, Ok(Err(Refusal::AppHash { .. }))));
+    assert_eq!(restored_store.state_height().unwrap(), None);
+    crate::statesync::finish(&restored_store, &restore, &meta, next.app_hash)
+        .unwrap()
         .unwrap();
 
     let mut restored = Chain::load(g.clone(), &restored_store).unwrap();
