@@ -27,6 +27,14 @@ fn snapshot_height(log: &str) -> Option<u64> {
         .ok()
 }
 
+/// The height of node k's latest complete snapshot.
+fn latest_snapshot(net: &Net, k: usize) -> Option<u64> {
+    std::fs::read_dir(net.home(k).join("data/snapshots"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+}
+
 fn enable_state_sync(net: &Net, k: usize, trust_height: u64, trust_hash: &str) {
     net.edit_config(k, "enable = false", "enable = true");
     let servers = format!(
@@ -73,17 +81,18 @@ fn a_fresh_node_joins_by_state_sync_and_serves_from_its_snapshot_height() {
         .unwrap();
     assert_eq!(r["code"], 0, "{r}");
     net.wait_height(0, INTERVAL + 2, MINUTE);
-    wait_for("every validator's first snapshot", MINUTE, || {
-        (0..4).all(|k| {
-            net.home(k)
-                .join(format!("data/snapshots/{INTERVAL}/meta"))
-                .exists()
-        })
+    // Every validator holds the same latest snapshot (node1's bad copy among them).
+    wait_for("the validators' snapshots", MINUTE, || {
+        let latest: Vec<Option<u64>> = (0..4).map(|k| latest_snapshot(&net, k)).collect();
+        latest[0].is_some_and(|h| h >= INTERVAL) && latest.iter().all(|h| *h == latest[0])
     });
     let trust_hash = net.block_hash(0, 2);
 
-    // Node 4 joins from a snapshot.
+    // Node 4 joins from a snapshot. It dials the validators only, so that it looks for
+    // snapshots as soon as they are connected (not after waiting for node 5).
     enable_state_sync(&net, 4, 2, &trust_hash);
+    let node5 = format!(", \"127.0.0.1:{}\"", 28900 + 2 * 5);
+    net.edit_config(4, &node5, "");
     net.start(4);
     wait_for("node4 to restore a snapshot", MINUTE, || {
         snapshot_height(&net.log_text(4)).is_some() || !net.is_running(4)

@@ -25,7 +25,7 @@ pub enum TakeError {
     Files(#[from] FilesError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("height {0} is not stored (block, commit, results or validator sets)")]
+    #[error("height {0} is not stored (block, results, validator sets, or the next block)")]
     Missing(u64),
 }
 
@@ -47,7 +47,12 @@ pub fn take_snapshot(
 ) -> Result<SnapshotMeta, TakeError> {
     let missing = || TakeError::Missing(height);
     let (block, results) = store.block_with_results(height)?.ok_or_else(missing)?;
-    let commit = store.commit(height)?.ok_or_else(missing)?;
+    // The canonical commit, the one the next block carries (and its header hashes): the
+    // commit this node stored is the one it decided with, which may hold other precommits.
+    let commit = store
+        .block(height + 1)?
+        .and_then(|b| b.last_commit)
+        .ok_or_else(missing)?;
     let set = |h| store.validator_set(h)?.ok_or_else(missing);
     let chain_meta = ChainMeta {
         schedule: ValidatorSchedule {
@@ -195,7 +200,8 @@ pub async fn run(store: Store, dir: SnapshotDir, interval: u64) {
             continue;
         };
         let target = last - last % interval;
-        if target <= done || target == 0 {
+        // The next block must be stored: it holds the snapshot height's canonical commit.
+        if target <= done || target == 0 || last <= target {
             continue;
         }
         let (s, d) = (store.clone(), dir.clone());

@@ -107,7 +107,7 @@ fn tampered_snapshot_metadata_and_chunks_are_refused() {
     let store = Store::in_memory(&MemKv::default());
     store.check_chain(CHAIN, &g.hash()).unwrap();
     let mut c = Chain::load(g, &store).unwrap();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let (block, commit, applied) = advance_with(&mut c, vec![], vec![]);
         c.store_applied(&store, &block, &commit, &applied, true)
             .unwrap();
@@ -117,6 +117,8 @@ fn tampered_snapshot_metadata_and_chunks_are_refused() {
     let meta = take_snapshot(&store, 2, &dir).unwrap();
     let next = store.block(3).unwrap().unwrap().header;
     meta.check(&next).unwrap();
+    // The tip cannot be snapshotted: its canonical commit is in the block after it.
+    assert!(take_snapshot(&store, 4, &dir).is_err());
     // Only the newest is kept.
     take_snapshot(&store, 3, &dir).unwrap();
     assert_eq!(dir.heights().unwrap(), vec![3]);
