@@ -18,9 +18,6 @@ pub(crate) enum EvidenceOutcome {
     Refused(PoolError),
 }
 
-/// Least time between two status rounds prompted by messages from heights ahead.
-const AHEAD_STATUS_MS: u64 = 100;
-
 impl Driver {
     /// The validator set that signs messages of `height`, if this node knows it.
     fn set_for(&self, height: u64) -> Option<&ValidatorSet> {
@@ -78,11 +75,7 @@ impl Driver {
             return Ok(Verdict::Reject);
         };
         let next = self.chain.next_height();
-        if m.height() > next + 1 {
-            self.behind(m.height());
-            return Ok(Verdict::Ignore);
-        }
-        if m.height() + 1 < next {
+        if m.height() + 1 < next || m.height() > next + 1 {
             return Ok(Verdict::Ignore);
         }
         if let Err(e) = self.check_consensus(&m) {
@@ -91,27 +84,6 @@ impl Driver {
         }
         self.on_consensus(m)?;
         Ok(Verdict::Accept)
-    }
-
-    /// A consensus message of `height`, two or more heights ahead, was dropped: this node is
-    /// behind. It asks its peers' status now (at most every [`AHEAD_STATUS_MS`]), so block
-    /// sync starts without waiting for the next tick, and remembers the height, to fetch
-    /// its messages as soon as it gets there.
-    fn behind(&mut self, height: u64) {
-        self.dropped_ahead = self.dropped_ahead.max(height);
-        let now = self.now.mono_ms;
-        if self.sync_in_flight
-            || self
-                .ahead_status_ms
-                .is_some_and(|t| now.saturating_sub(t) < AHEAD_STATUS_MS)
-        {
-            return;
-        }
-        self.ahead_status_ms = Some(now);
-        let peers: Vec<_> = self.peers.keys().copied().collect();
-        for p in peers {
-            self.request(p, crate::wire::SyncRequest::Status);
-        }
     }
 
     pub(super) fn on_tx_gossip(&mut self, data: &[u8]) -> Verdict {
