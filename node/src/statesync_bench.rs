@@ -14,11 +14,10 @@ use crate::home::Home;
 use crate::localnet::Children;
 use crate::statesync::files::SnapshotDir;
 use crate::statesync::take::take_snapshot;
-use crate::sync_bench::{generated_chain_with, GeneratedChain};
+use crate::sync_bench::{generated_chain_with, spawn_node as spawn, GeneratedChain};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct StateSyncBenchSpec {
@@ -29,17 +28,6 @@ pub struct StateSyncBenchSpec {
 }
 
 const RESTORED: &str = "state restored and verified";
-
-fn spawn(home: &Home, filter: &str) -> Result<std::process::Child> {
-    let log = std::fs::File::create(home.root().join("node.log"))?;
-    Ok(Command::new(std::env::current_exe()?)
-        .args(["start", "--home"])
-        .arg(home.root())
-        .env("RUST_LOG", filter)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()?)
-}
 
 /// Seconds until `home`'s log shows `line` (polling), failing if the node exits.
 fn wait_log(home: &Home, child: &mut std::process::Child, line: &str) -> Result<f64> {

@@ -193,6 +193,19 @@ fn generate(
     Ok(())
 }
 
+/// `basalt start` (this executable) on `home`, logging with `filter` into a new
+/// `node.log` in the home.
+pub(crate) fn spawn_node(home: &Home, filter: &str) -> Result<std::process::Child> {
+    let log = std::fs::File::create(home.root().join("node.log"))?;
+    Ok(Command::new(std::env::current_exe()?)
+        .args(["start", "--home"])
+        .arg(home.root())
+        .env("RUST_LOG", filter)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?)
+}
+
 pub fn run(spec: SyncBenchSpec) -> Result<()> {
     if spec.blocks == 0 || spec.txs_per_block == 0 {
         bail!("--blocks and --txs must be at least 1");
@@ -210,17 +223,7 @@ pub fn run(spec: SyncBenchSpec) -> Result<()> {
     )?;
     let generate_s = gen_started.elapsed().as_secs_f64();
 
-    let exe = std::env::current_exe()?;
-    let spawn = |h: &Home, filter: &str| -> Result<std::process::Child> {
-        let log = std::fs::File::create(h.root().join("node.log"))?;
-        Ok(Command::new(&exe)
-            .args(["start", "--home"])
-            .arg(h.root())
-            .env("RUST_LOG", filter)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?)
-    };
+    let spawn = spawn_node;
     let rpc = |k: usize| format!("127.0.0.1:{}", spec.base_port as usize + 2 * k + 1);
     let mut nodes = Children(Vec::new());
     nodes.0.push(spawn(&homes[0], "warn")?);

@@ -58,7 +58,7 @@ impl StateRestore {
         for (k, v) in entries {
             match k.first() {
                 None => return Err(RestoreError::EmptyKey),
-                Some(&keys::INTERNAL) => return Err(RestoreError::InternalKey(hex(k))),
+                Some(&keys::INTERNAL) => return Err(RestoreError::InternalKey(hex::encode(k))),
                 Some(_) => {}
             }
             self.tree.put(k, v);
@@ -72,10 +72,6 @@ impl StateRestore {
     pub fn root(&self) -> Hash {
         self.tree.root()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Commits `tree`'s pending writes, reading buckets from `unsaved` then `store`, and puts

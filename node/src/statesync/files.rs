@@ -63,18 +63,29 @@ impl SnapshotDir {
     }
 
     /// What peers are offered: each complete snapshot's height and metadata hash.
+    /// Peers ask for this every time they look for snapshots: it reads each snapshot's
+    /// small `info` file (written with it), not its metadata, which holds a whole block.
     pub fn list(&self) -> Result<Vec<SnapshotInfo>, FilesError> {
         let mut out = Vec::new();
         for h in self.heights()? {
-            if let Some(meta) = self.meta(h)? {
-                out.push(meta.info());
+            if let Some(info) = self.decoded(h, "info")? {
+                out.push(info);
             }
         }
         Ok(out)
     }
 
     pub fn meta(&self, height: u64) -> Result<Option<SnapshotMeta>, FilesError> {
-        let path = self.dir.join(height.to_string()).join("meta");
+        self.decoded(height, "meta")
+    }
+
+    /// The borsh file `name` of the snapshot of `height`, if there is one.
+    fn decoded<T: borsh::BorshDeserialize>(
+        &self,
+        height: u64,
+        name: &str,
+    ) -> Result<Option<T>, FilesError> {
+        let path = self.dir.join(height.to_string()).join(name);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -150,10 +161,12 @@ impl SnapshotWriter {
         std::fs::write(&p, bytes).map_err(io(&p))
     }
 
-    /// Writes the metadata and makes the snapshot visible.
+    /// Writes the metadata and what peers are listed of it, and makes the snapshot visible.
     pub fn finish(self, meta: &SnapshotMeta) -> Result<(), FilesError> {
         let p = self.tmp.join("meta");
         std::fs::write(&p, crate::wire::encode(meta)).map_err(io(&p))?;
+        let p = self.tmp.join("info");
+        std::fs::write(&p, crate::wire::encode(&meta.info())).map_err(io(&p))?;
         if self.fin.exists() {
             std::fs::remove_dir_all(&self.fin).map_err(io(&self.fin))?;
         }

@@ -398,7 +398,8 @@ async fn download(
     let mut last_log = Instant::now();
     let mut bytes_done = 0u64;
     let mut to_ask: VecDeque<u32> = (from..total).collect();
-    let mut ready: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    // Checked and decoded chunks waiting for the ones before them, with their sizes.
+    let mut ready: BTreeMap<u32, (super::Chunk, usize)> = BTreeMap::new();
     let mut in_flight = FuturesUnordered::new();
     let mut turn = 0usize;
     let mut applied = from;
@@ -429,8 +430,8 @@ async fn download(
         };
         match answer {
             Ok(SyncResponse::Chunk(bytes)) => match meta.chunk(index, &bytes) {
-                Ok(_) => {
-                    ready.insert(index, bytes);
+                Ok(chunk) => {
+                    ready.insert(index, (chunk, bytes.len()));
                 }
                 Err(e) => {
                     tracing::warn!(%peer, index, "state sync: {e}; fetching it elsewhere");
@@ -450,11 +451,7 @@ async fn download(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        while let Some(bytes) = ready.remove(&applied) {
-            let chunk = match meta.chunk(applied, &bytes) {
-                Ok(c) => c,
-                Err(e) => return Ok(Downloaded::Bad(e)),
-            };
+        while let Some((chunk, size)) = ready.remove(&applied) {
             let s = store.clone();
             let (r, result) = tokio::task::spawn_blocking(move || {
                 let result = super::store_chunk(&s, &mut restorer, applied, &chunk);
@@ -468,7 +465,7 @@ async fn download(
                 Err(super::ChunkError::Bad(refusal)) => return Ok(Downloaded::Bad(refusal)),
                 Err(super::ChunkError::Store(e)) => return Err(e.into()),
             }
-            bytes_done += bytes.len() as u64;
+            bytes_done += size as u64;
             applied += 1;
             write_progress(
                 &settings.progress_file,

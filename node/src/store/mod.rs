@@ -17,7 +17,8 @@ mod snapshot;
 mod state;
 mod tree_log;
 
-pub use snapshot::{Overrides, RestoredBase, StatePage};
+pub use snapshot::{RestoredBase, StatePage};
+pub use state::Overrides;
 pub use state::{ChainMeta, StoredState};
 
 use crate::kv::{Entries, Kv, KvBatch, KvError, MemKv, SledKv};
@@ -564,19 +565,33 @@ impl Store {
         let mut batch = KvBatch::default();
         let emptied = self.put_state(&mut batch, h, d.state, d.meta, false)?;
         batch.insert(key(VALSET, h + 2), enc(&d.meta.schedule.next));
+        self.put_block(&mut batch, block, commit, results)?;
+        self.db.apply(batch)?;
+        self.tree_segment_emptied(emptied);
+        self.cache.write_through(d.state);
+        Ok(())
+    }
+
+    /// Appends a block and its results to the blocks' segments and adds to `batch` where
+    /// they are, the block's id and its commit.
+    fn put_block(
+        &self,
+        batch: &mut KvBatch,
+        block: &Block,
+        commit: &Commit,
+        results: &BlockResults,
+    ) -> Result<(), StoreError> {
+        let h = block.header.height.0;
         let mut record = enc(block);
         let block_len = record.len() as u32;
         record.extend_from_slice(&enc(results));
-        let at = seglog::BLOCKS.append(self, &mut batch, h, &record)?;
+        let at = seglog::BLOCKS.append(self, batch, h, &record)?;
         batch.insert(key(BLOCK, h), enc(&BlockAt { at, block_len }));
         batch.insert(
             prefixed(BLOCK_BY_ID, block.header.hash().as_bytes()),
             enc(&h),
         );
         batch.insert(key(COMMIT, h), enc(commit));
-        self.db.apply(batch)?;
-        self.tree_segment_emptied(emptied);
-        self.cache.write_through(d.state);
         Ok(())
     }
 

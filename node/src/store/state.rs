@@ -39,22 +39,30 @@ fn undo_key(height: u64) -> [u8; 9] {
     super::key(UNDO, height)
 }
 
+/// How errors name the undo record of `height`.
+fn undo_name(height: u64) -> Vec<u8> {
+    format!("state history of height {height}").into_bytes()
+}
+
+/// A committed key as it was before a later height changed it (`None`: absent then).
+pub type Overrides = std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
 /// Bytes of undo entries per piece: a read at an old height decodes one piece per height
 /// it walks.
 const UNDO_PIECE: usize = 8 * 1024;
 
 /// One piece of a height's undo record: (key, tagged previous value), sorted by key.
-pub(super) type UndoPiece = Vec<(Vec<u8>, Vec<u8>)>;
+type UndoPiece = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The record's directory: each piece's first key, offset in the record and length.
-pub(super) type UndoDirectory = Vec<(Vec<u8>, u32, u32)>;
+type UndoDirectory = Vec<(Vec<u8>, u32, u32)>;
 
 /// Where a height's undo record is, and how many of its last bytes are its
 /// [`UndoDirectory`].
 #[derive(Clone, Copy, Debug, BorshSerialize, BorshDeserialize)]
-pub(super) struct UndoAt {
-    pub(super) at: RecordAt,
-    pub(super) directory: u32,
+struct UndoAt {
+    at: RecordAt,
+    directory: u32,
 }
 
 /// A height's undo entries as a record: the pieces, then their directory.
@@ -97,7 +105,7 @@ fn tagged(value: Option<&[u8]>) -> Vec<u8> {
     }
 }
 
-pub(super) fn untagged(k: &[u8], mut v: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+fn untagged(k: &[u8], mut v: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
     match v.first() {
         Some(1) => Ok(Some(v.split_off(1))),
         Some(0) => Ok(None),
@@ -194,13 +202,10 @@ impl StoredState {
     fn undone(&self, key: &[u8], top: u64) -> Result<Option<Option<Vec<u8>>>, StoreError> {
         let store = &self.store;
         for h in self.height.saturating_add(1)..=top {
-            let Some(undo) = store.get::<UndoAt>(&undo_key(h))? else {
+            let Some((undo, dir)) = store.undo_directory(h)? else {
                 continue;
             };
-            let name = || format!("state history of height {h}").into_bytes();
-            let dir_from = undo.at.len.saturating_sub(undo.directory);
-            let dir = HISTORY.read(store, &undo.at, dir_from, undo.directory)?;
-            let dir: UndoDirectory = super::decode(&name(), &dir)?;
+            let name = || undo_name(h);
             // The last piece whose first key is not above `key`.
             let i = dir.partition_point(|(first, _, _)| first.as_slice() <= key);
             let Some((_, offset, len)) = i.checked_sub(1).and_then(|i| dir.get(i)) else {
@@ -273,6 +278,57 @@ impl Store {
         let at = HISTORY.append(self, batch, height, &record)?;
         batch.insert(undo_key(height), enc(&UndoAt { at, directory }));
         Ok(())
+    }
+
+    /// Where the undo record of height `h` is and its directory (`None`: no record).
+    fn undo_directory(&self, h: u64) -> Result<Option<(UndoAt, UndoDirectory)>, StoreError> {
+        let Some(undo) = self.get::<UndoAt>(&undo_key(h))? else {
+            return Ok(None);
+        };
+        let dir_from = undo.at.len.saturating_sub(undo.directory);
+        let dir = HISTORY.read(self, &undo.at, dir_from, undo.directory)?;
+        Ok(Some((undo, super::decode(&undo_name(h), &dir)?)))
+    }
+
+    /// The committed keys that heights `height + 1 ..= top` changed, each with its value as
+    /// of `height`: latest values read after `top` was stored, corrected by these, are the
+    /// state of `height` (a snapshot's read). Fails when a needed undo record was pruned
+    /// meanwhile.
+    pub fn state_overrides(&self, height: u64, top: u64) -> Result<Overrides, StoreError> {
+        let mut out = Overrides::new();
+        for h in height.saturating_add(1)..=top {
+            let Some((undo, dir)) = self.undo_directory(h)? else {
+                continue;
+            };
+            let name = undo_name(h);
+            let body = HISTORY.read(
+                self,
+                &undo.at,
+                0,
+                undo.at.len.saturating_sub(undo.directory),
+            )?;
+            for (_, offset, len) in dir {
+                let piece = body
+                    .get(offset as usize..(offset as usize).saturating_add(len as usize))
+                    .ok_or_else(|| StoreError::Corrupt {
+                        key: hex::encode(&name),
+                        reason: "an undo piece beyond its record".into(),
+                    })?;
+                let entries: UndoPiece = super::decode(&name, piece)?;
+                for (k, old) in entries {
+                    if super::tree_log::is_logged(&k) || out.contains_key(&k) {
+                        continue;
+                    }
+                    let old = untagged(&k, old)?;
+                    out.insert(k, old);
+                }
+            }
+        }
+        let earliest = self.earliest_state()?;
+        if height < earliest {
+            return Err(StoreError::Pruned { height, earliest });
+        }
+        Ok(out)
     }
 
     /// The state as of `height` (for queries and proofs; a height below
