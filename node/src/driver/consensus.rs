@@ -117,6 +117,14 @@ impl Driver {
         for m in ready {
             self.on_consensus(m)?;
         }
+        if self.dropped_ahead >= height {
+            // Messages of this height reached the node while it was two heights behind and
+            // were dropped: ask for them now.
+            let peers: Vec<_> = self.peers.keys().copied().collect();
+            for p in peers {
+                self.request(p, crate::wire::SyncRequest::Catchup { height });
+            }
+        }
         Ok(())
     }
 
@@ -303,7 +311,15 @@ impl Driver {
                     return Ok(());
                 };
                 self.commit_block(block, commit, round.0, None)?;
-                self.schedule(self.timeout_commit, Timer::StartHeight(height.0 + 1));
+                // With transactions waiting, the next height starts at once: the pause is for
+                // an idle chain (DESIGN.md §3 keeps the app hash one block behind, so
+                // nothing here waits on the state).
+                let pause = if self.mempool.is_empty() {
+                    self.timeout_commit
+                } else {
+                    Duration::ZERO
+                };
+                self.schedule(pause, Timer::StartHeight(height.0 + 1));
             }
             Output::Evidence(ev) => {
                 tracing::warn!(

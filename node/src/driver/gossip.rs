@@ -18,6 +18,11 @@ pub(crate) enum EvidenceOutcome {
     Refused(PoolError),
 }
 
+/// Least time between two status rounds prompted by messages from heights ahead.
+const AHEAD_STATUS_MS: u64 = 100;
+/// How far ahead a dropped message's height is remembered for catch-up on arrival.
+const MAX_DROPPED_AHEAD: u64 = 64;
+
 impl Driver {
     /// The validator set that signs messages of `height`, if this node knows it.
     fn set_for(&self, height: u64) -> Option<&ValidatorSet> {
@@ -75,7 +80,11 @@ impl Driver {
             return Ok(Verdict::Reject);
         };
         let next = self.chain.next_height();
-        if m.height() + 1 < next || m.height() > next + 1 {
+        if m.height() > next + 1 {
+            self.behind(m.height());
+            return Ok(Verdict::Ignore);
+        }
+        if m.height() + 1 < next {
             return Ok(Verdict::Ignore);
         }
         if let Err(e) = self.check_consensus(&m) {
@@ -84,6 +93,32 @@ impl Driver {
         }
         self.on_consensus(m)?;
         Ok(Verdict::Accept)
+    }
+
+    /// A consensus message of `height`, two or more heights ahead, was dropped: this node is
+    /// behind. It asks its peers' status now (at most every [`AHEAD_STATUS_MS`]), so block
+    /// sync starts without waiting for the next tick, and remembers the height, to fetch
+    /// its messages as soon as it gets there.
+    fn behind(&mut self, height: u64) {
+        // Unverified (no set to check it against yet): a height far ahead is not kept, so a
+        // peer's made-up height cannot make this node ask for catch-up at every height; such
+        // heights come by block sync anyway.
+        if height <= self.chain.next_height() + MAX_DROPPED_AHEAD {
+            self.dropped_ahead = self.dropped_ahead.max(height);
+        }
+        let now = self.now.mono_ms;
+        if self.sync_in_flight
+            || self
+                .ahead_status_ms
+                .is_some_and(|t| now.saturating_sub(t) < AHEAD_STATUS_MS)
+        {
+            return;
+        }
+        self.ahead_status_ms = Some(now);
+        let peers: Vec<_> = self.peers.keys().copied().collect();
+        for p in peers {
+            self.request(p, crate::wire::SyncRequest::Status);
+        }
     }
 
     pub(super) fn on_tx_gossip(&mut self, data: &[u8]) -> Verdict {

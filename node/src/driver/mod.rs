@@ -203,6 +203,13 @@ pub struct Driver {
     blocks: HashMap<BlockId, Block>,
     /// Checked consensus messages for a later height.
     future: Vec<ConsensusMsg>,
+    /// The highest height of a consensus message ignored for being two or more heights
+    /// ahead: gossip will not bring it again, so on reaching that height the node asks its
+    /// peers for it at once rather than after [`STUCK_AFTER_MS`].
+    dropped_ahead: u64,
+    /// When this node last asked every peer for its status because a message showed it
+    /// behind.
+    ahead_status_ms: Option<u64>,
     /// Admitted transactions not yet gossiped.
     tx_outbox: Vec<Vec<u8>>,
     /// Connected peers and the last height each reported (ordered: the effects of a tick
@@ -290,6 +297,8 @@ impl Driver {
             waiting_start: None,
             last_progress_ms: 0,
             last_commit_ms: None,
+            dropped_ahead: 0,
+            ahead_status_ms: None,
             sync_progress: None,
             sync_logged_ms: None,
             catching_up: false,

@@ -7,7 +7,7 @@ use crate::rpc_backend::reads::{Budget, ReadView};
 use crate::rpc_backend::snapshot::{NodeInfo, Snapshot};
 use crate::wal::MemWal;
 use crate::wire::{SyncRequest, SyncResponse};
-use basalt_types::PrivateKey;
+use basalt_types::{PrivateKey, Vote, VoteType};
 
 const CHAIN: &str = "driver-test";
 
@@ -28,8 +28,15 @@ fn genesis() -> basalt_genesis::Genesis {
 
 /// A one-validator driver over `kv`.
 fn driver(kv: &MemKv) -> Driver {
+    driver_with(kv, Duration::ZERO, 20_000)
+}
+
+/// A one-validator driver over `kv` whose `timeout_commit` is `pause` and whose blocks hold
+/// at most `max_txs` transactions.
+fn driver_with(kv: &MemKv, pause: Duration, max_txs: u32) -> Driver {
     let store = Store::in_memory(kv);
-    let g = genesis();
+    let mut g = genesis();
+    g.consensus_params.block.max_txs = max_txs;
     store.check_chain(CHAIN, &g.hash()).unwrap();
     let (chain, evidence) = load_state(g, &store).unwrap();
     Driver::new(DriverParts {
@@ -44,7 +51,7 @@ fn driver(kv: &MemKv) -> Driver {
         wal: Box::new(MemWal::<WalRecord>::default()),
         verifier: Arc::new(verify::MemoVerifier::default()),
         create_empty_blocks: true,
-        timeout_commit: Duration::ZERO,
+        timeout_commit: pause,
     })
 }
 
@@ -58,24 +65,40 @@ fn at(ms: u64) -> Now {
     }
 }
 
-/// Runs the driver's own timers until it has committed `height`.
-fn run_to(d: &mut Driver, height: u64) {
-    let mut t = 0;
-    let mut timers = vec![];
-    let effects = d.handle(at(t), Event::Start { wal: vec![] }).unwrap();
-    timers.extend(effects.into_iter().filter_map(|e| match e {
-        Effect::Schedule { timer, .. } => Some(timer),
-        _ => None,
-    }));
-    while d.last_height() < height {
-        t += 1000;
-        let timer = timers.remove(0);
-        let effects = d.handle(at(t), Event::Timer(timer)).unwrap();
-        timers.extend(effects.into_iter().filter_map(|e| match e {
-            Effect::Schedule { timer, .. } => Some(timer),
+/// The driver's own timers, fired one a simulated second apart.
+#[derive(Default)]
+struct Clock {
+    t: u64,
+    timers: Vec<Timer>,
+}
+
+impl Clock {
+    /// Hands `event` to the driver now, keeping the timers it arms.
+    fn feed(&mut self, d: &mut Driver, event: Event) -> Vec<Effect> {
+        let effects = d.handle(at(self.t), event).unwrap();
+        self.timers.extend(effects.iter().filter_map(|e| match e {
+            Effect::Schedule { timer, .. } => Some(timer.clone()),
             _ => None,
         }));
+        effects
     }
+
+    /// Fires the next timer a second later.
+    fn step(&mut self, d: &mut Driver) -> Vec<Effect> {
+        self.t += 1000;
+        let timer = self.timers.remove(0);
+        self.feed(d, Event::Timer(timer))
+    }
+}
+
+/// Starts the driver and runs its own timers until it has committed `height`.
+fn run_to(d: &mut Driver, height: u64) -> Clock {
+    let mut clock = Clock::default();
+    clock.feed(d, Event::Start { wal: vec![] });
+    while d.last_height() < height {
+        clock.step(d);
+    }
+    clock
 }
 
 fn respond(effects: Vec<Effect>) -> SyncResponse {
@@ -176,4 +199,121 @@ fn a_read_over_its_time_budget_answers_an_error_and_one_within_it_the_result() {
         .call("blockchain", &Default::default())
         .unwrap_err();
     assert!(e.data.contains("time budget"), "{e}");
+}
+
+fn peer(seed: u8) -> basalt_p2p::PeerId {
+    basalt_p2p::keypair_from_seed([seed; 32])
+        .unwrap()
+        .public()
+        .to_peer_id()
+}
+
+fn start_pause(effects: &[Effect], height: u64) -> Option<Duration> {
+    effects.iter().find_map(|e| match e {
+        Effect::Schedule {
+            after,
+            timer: Timer::StartHeight(h),
+        } if *h == height => Some(*after),
+        _ => None,
+    })
+}
+
+#[test]
+fn the_next_height_starts_at_once_while_transactions_wait_and_after_timeout_commit_when_idle() {
+    let kv = MemKv::default();
+    // Blocks of one transaction: two sent at once leave one waiting at the first decision.
+    let mut d = driver_with(&kv, Duration::from_millis(700), 1);
+    let mut clock = Clock::default();
+    clock.feed(&mut d, Event::Start { wal: vec![] });
+    let me = key();
+    let to = PrivateKey::from_seed([8; 32]).public_key().address();
+    let mut pauses = vec![];
+    while d.last_height() < 8 {
+        if d.chain.next_height() >= 3 && d.mempool.is_empty() {
+            let nonce = d.chain.runtime.account(&me.public_key().address()).nonce;
+            for n in nonce..nonce + 2 {
+                let tx = basalt_runtime::TxBody {
+                    chain_id: CHAIN.into(),
+                    nonce: n,
+                    fee: 1,
+                    msg: basalt_runtime::Msg::Transfer { to, amount: 1 },
+                }
+                .sign(&me)
+                .to_bytes();
+                let effects = clock.feed(&mut d, Event::SubmitTx { tx, verified: None });
+                assert!(effects
+                    .iter()
+                    .any(|e| matches!(e, Effect::TxAdmitted { result, .. } if result.code == 0)));
+            }
+        }
+        let next = d.chain.next_height();
+        let effects = clock.step(&mut d);
+        if let Some(p) = start_pause(&effects, next + 1) {
+            pauses.push((next, p, d.mempool.is_empty()));
+        }
+    }
+    // An empty mempool at the decision: the pause; a transaction waiting: at once.
+    assert!(pauses.iter().any(|(_, _, idle)| *idle), "{pauses:?}");
+    assert!(pauses.iter().any(|(_, _, idle)| !*idle), "{pauses:?}");
+    for (h, p, idle) in &pauses {
+        let want = if *idle {
+            Duration::from_millis(700)
+        } else {
+            Duration::ZERO
+        };
+        assert_eq!(*p, want, "height {h}: {pauses:?}");
+    }
+}
+
+#[test]
+fn a_message_two_heights_ahead_asks_peers_status_at_once_and_that_heights_messages_on_arrival() {
+    let kv = MemKv::default();
+    let mut d = driver(&kv);
+    let mut clock = run_to(&mut d, 2);
+    let p = peer(1);
+    clock.feed(&mut d, Event::PeerConnected(p));
+    let next = d.chain.next_height();
+    let ahead = next + 2;
+    let stranger = PrivateKey::from_seed([9; 32]);
+    let vote = |height: u64| {
+        let v = Vote {
+            vote_type: VoteType::Prevote,
+            height: Height(height),
+            round: Round(0),
+            block_id: None,
+            validator: stranger.public_key().address(),
+        };
+        let msg = ConsensusMsg::Vote(v.sign(CHAIN, at(0).wall, &stranger));
+        Event::Gossip {
+            topic: Topic::Consensus,
+            from: p,
+            data: crate::wire::encode(&msg),
+        }
+    };
+    let asked = |effects: &[Effect], want: &SyncRequest| {
+        effects.iter().any(
+            |e| matches!(e, Effect::Request { peer, request } if *peer == p && request == want),
+        )
+    };
+    clock.t += 1;
+    let effects = clock.feed(&mut d, vote(ahead));
+    assert!(
+        asked(&effects, &SyncRequest::Status),
+        "status asked at once"
+    );
+    // Not again within 100 ms.
+    clock.t += 50;
+    let effects = clock.feed(&mut d, vote(ahead));
+    assert!(!asked(&effects, &SyncRequest::Status));
+    // A made-up height far ahead is not remembered for catch-up.
+    clock.t += 200;
+    clock.feed(&mut d, vote(next + 10_000));
+    assert_eq!(d.dropped_ahead, ahead);
+    // On reaching the dropped height (here by its own decisions), the node asks for it.
+    let mut found = false;
+    while d.chain.next_height() <= ahead {
+        let effects = clock.step(&mut d);
+        found |= asked(&effects, &SyncRequest::Catchup { height: ahead });
+    }
+    assert!(found, "catch-up asked for height {ahead} on arrival");
 }

@@ -23,9 +23,12 @@ impl World {
             return;
         }
         // Mostly transfers; one in five a delegation of one unit of power to a random
-        // validator, which changes the validator set two heights after its block.
+        // honest validator, which changes the validator set two heights after its block.
+        // Never to a Byzantine one: enough delegations would lift its share to a third of
+        // the power, past what the run claims to tolerate (seed 163 of 4 validators did,
+        // and stalled for want of a quorum of honest power).
         let msg = if self.rng.gen_bool(0.2) {
-            let v = self.rng.gen_range(0..self.nodes.len());
+            let v = up[self.rng.gen_range(0..up.len())];
             Msg::Delegate {
                 validator: self.nodes[v].address,
                 amount: 1_000_000,
