@@ -448,6 +448,7 @@ pub fn run(spec: BenchSpec) -> Result<()> {
     latencies.sort_by(f64::total_cmp);
     intervals.sort_by(f64::total_cmp);
     let tps = committed_in_window as f64 / window;
+    let gossip = gossip_cost(&rpcs, latencies.len());
     let report = json!({
         "validators": spec.validators,
         "timeout_commit_ms": spec.timeout_commit_ms,
@@ -472,6 +473,7 @@ pub fn run(spec: BenchSpec) -> Result<()> {
         "first_start_rss_mb": first_start_rss,
         "retain_blocks": spec.retain_blocks,
         "samples": samples,
+        "tx_gossip": gossip,
         // Every node (validators and a full node) verifies every transaction once.
         "bounds": bounds.report(spec.validators + usize::from(spec.full_node), tps),
     });
@@ -504,6 +506,62 @@ fn sample(
         out["full_node_index_lag"] = json!(h.saturating_sub(indexed));
     }
     out
+}
+
+/// What gossiping the run's transactions cost, from every validator's gossipsub counters:
+/// copies of a message a node received for each one it kept (1.0: no duplicates), and
+/// bytes on the transaction topic per committed transaction, in all and per link of the
+/// full mesh (a transaction has to cross `n - 1` of its `n (n - 1) / 2` links once).
+fn gossip_cost(rpcs: &[String], committed: usize) -> serde_json::Value {
+    let topic = format!("hash=\"{}\"", basalt_p2p::Topic::Txs.name(CHAIN));
+    let mut received = 0.0;
+    let mut kept = 0.0;
+    let mut bytes = 0.0;
+    for rpc in rpcs {
+        let counter = |name: &str| labelled_metric(rpc, name, &topic).unwrap_or(0.0);
+        received += counter("basalt_p2p_topic_msg_recv_counts_unfiltered_total");
+        kept += counter("basalt_p2p_topic_msg_recv_counts_total");
+        bytes += counter("basalt_p2p_topic_msg_recv_bytes_total");
+    }
+    let n = rpcs.len() as f64;
+    let links = n * (n - 1.0) / 2.0;
+    let per_tx = bytes / committed.max(1) as f64;
+    let one = TxBody {
+        chain_id: CHAIN.into(),
+        nonce: 1,
+        fee: 1,
+        msg: Msg::Transfer {
+            to: Address([0xBE; 20]),
+            amount: 1,
+        },
+    }
+    .sign(&sender_key(0))
+    .to_bytes()
+    .len() as f64;
+    json!({
+        "tx_bytes": one,
+        // 1.0: each receiving node got each transfer's bytes exactly once, with no envelope.
+        "received_per_tx_bytes_per_receiving_node": per_tx / (n - 1.0).max(1.0) / one,
+        "copies_received_per_message": received / kept.max(1.0),
+        "duplicate_messages": received - kept,
+        "bytes_per_tx": per_tx,
+        "bytes_per_tx_per_link": per_tx / links.max(1.0),
+    })
+}
+
+/// One counter of a node's `/metrics` whose labels contain `label`.
+fn labelled_metric(rpc: &str, name: &str, label: &str) -> Option<f64> {
+    let text = ureq::get(&format!("http://{rpc}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+        let (labels, value) = rest.split_once("} ")?;
+        labels.contains(label).then(|| value.trim().parse().ok())?
+    })
 }
 
 /// One gauge from a node's `/metrics`.

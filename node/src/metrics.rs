@@ -9,7 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ValidatorLabel {
@@ -34,6 +34,8 @@ pub struct Metrics {
     pub tx_index_height: Gauge,
     pub rpc: RpcMetrics,
     registry: Registry,
+    /// Gossipsub's counters, registered by the swarm when it starts (`basalt_p2p_*`).
+    pub gossip: Arc<Mutex<Registry>>,
 }
 
 impl Metrics {
@@ -55,6 +57,7 @@ impl Metrics {
             tx_index_height: Gauge::default(),
             rpc: RpcMetrics::register(&mut registry),
             registry: Registry::default(),
+            gossip: Arc::new(Mutex::new(Registry::with_prefix("basalt_p2p"))),
         };
         let r = &mut registry;
         r.register("height", "Last committed height", m.height.clone());
@@ -118,8 +121,14 @@ impl Metrics {
     }
 
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let gossip = self.gossip.lock().unwrap_or_else(|e| e.into_inner());
+        if encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &gossip))
+            .and_then(|()| encode_eof(&mut out))
+            .is_err()
+        {
             out.clear();
         }
         out

@@ -78,7 +78,9 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
     };
     store.check_chain(&chain_id, &genesis.hash())?;
     let node_key = node_key(home)?;
-    let p2p_config = basalt_p2p::P2pConfig::new(&chain_id, p2p_listen, peers);
+    let metrics = Metrics::new();
+    let mut p2p_config = basalt_p2p::P2pConfig::new(&chain_id, p2p_listen, peers);
+    p2p_config.gossip_metrics = Some(metrics.gossip.clone());
     let mut peers_to_replay = Vec::new();
     // State sync runs before anything else: the network is up, consensus is not.
     let mut network = None;
@@ -143,7 +145,6 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
     // Bind both ports before anything runs, so that a port in use stops the start cleanly.
     let (api_tx, api_rx) = mpsc::channel(1024);
     let (events, _) = tokio::sync::broadcast::channel(1024);
-    let metrics = Metrics::new();
     let mut rpc_config = RpcConfig::new(rpc_listen);
     rpc_config.max_body_bytes = config.rpc.max_body_bytes;
     rpc_config.max_batch = config.rpc.max_batch_request_calls;

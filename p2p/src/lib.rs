@@ -17,7 +17,9 @@ mod swarm_task;
 
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::{identity::Keypair, multiaddr::Protocol, Multiaddr, PeerId};
+pub use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -43,7 +45,9 @@ impl Topic {
             Topic::Txs => "txs",
             Topic::Evidence => "evidence",
         };
-        format!("/basalt/{chain_id}/{kind}/1")
+        // Version 2: envelopes without author or signature (version 1 signed them), so the
+        // two never share a topic and neither penalises the other for the difference.
+        format!("/basalt/{chain_id}/{kind}/2")
     }
 }
 
@@ -76,6 +80,9 @@ pub struct P2pConfig {
     /// Events waiting for the node at most; more are dropped and counted
     /// ([`P2pHandle::dropped_events`]).
     pub event_queue: usize,
+    /// Where gossipsub registers its counters (per topic: messages published, sent,
+    /// received before and after duplicates are filtered, and their bytes), if anywhere.
+    pub gossip_metrics: Option<Arc<Mutex<Registry>>>,
 }
 
 impl P2pConfig {
@@ -90,6 +97,7 @@ impl P2pConfig {
             ban_duration: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
             event_queue: 4096,
+            gossip_metrics: None,
         }
     }
 }
