@@ -333,4 +333,24 @@ fn a_real_cometbft_client_parses_every_method_and_the_content_is_right() {
     ] {
         assert!(text.contains(m), "{m} missing from:\n{text}");
     }
+    assert!(text.ends_with("# EOF\n"), "one OpenMetrics document");
+    assert_eq!(text.matches("# EOF").count(), 1);
+    // Gossipsub's counters: the transfers sent to node 0 reached node 1 on the transaction
+    // topic.
+    let text = ureq::get(&format!("http://{}/metrics", net.rpc_addr(1)))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let txs_topic = format!("{{hash=\"/basalt/{CHAIN}/txs/2\"}}");
+    let counter = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{txs_topic} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name}{txs_topic} missing from:\n{text}"))
+    };
+    let kept = counter("basalt_p2p_topic_msg_recv_counts_total");
+    assert!(kept >= 1.0, "transaction batches received");
+    assert!(counter("basalt_p2p_topic_msg_recv_counts_unfiltered_total") >= kept);
+    assert!(counter("basalt_p2p_topic_msg_recv_bytes_total") > 0.0);
 }
