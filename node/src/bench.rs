@@ -467,6 +467,9 @@ pub fn run(spec: BenchSpec) -> Result<()> {
         "block_interval_ms_p50": percentile(&intervals, 0.5),
         "txs_per_block_mean": per_block.iter().sum::<f64>() / per_block.len().max(1) as f64,
         "empty_blocks_per_s": empty_bps,
+        // #16's target: an empty height in at most 10 fsync latencies of wall time.
+        "empty_height_ms": 1000.0 / empty_bps.max(1e-9),
+        "empty_height_in_fsyncs": 1000.0 / empty_bps.max(1e-9) / bounds.fsync_ms,
         "cpu_s": usage.iter().map(|u| u.0).collect::<Vec<_>>(),
         "rss_mb": usage.iter().map(|u| u.1).collect::<Vec<_>>(),
         "rss_mb_max": usage.iter().map(|u| u.1).fold(0.0, f64::max),
