@@ -323,7 +323,8 @@ impl Config {
              [consensus]\n\
              # Propose blocks even when the mempool is empty.\n\
              create_empty_blocks = {empty}\n\
-             # Pause after each committed block before the next height, in milliseconds.\n\
+             # Pause after a committed block before the next height, in milliseconds, when no\n\
+             # transaction waits in the mempool (with some waiting the next height starts at once).\n\
              timeout_commit_ms = {commit}\n\n\
              [mempool]\n\
              # Most transactions, and most bytes, held waiting for a block.\n\
