@@ -521,7 +521,8 @@ fn gossip_cost(rpcs: &[String], committed: usize) -> serde_json::Value {
     let mut kept = 0.0;
     let mut bytes = 0.0;
     for rpc in rpcs {
-        let counter = |name: &str| labelled_metric(rpc, name, &topic).unwrap_or(0.0);
+        let text = metrics_text(rpc).unwrap_or_default();
+        let counter = |name: &str| labelled_metric(&text, name, &topic).unwrap_or(0.0);
         received += counter("basalt_p2p_topic_msg_recv_counts_unfiltered_total");
         kept += counter("basalt_p2p_topic_msg_recv_counts_total");
         bytes += counter("basalt_p2p_topic_msg_recv_bytes_total");
@@ -552,14 +553,18 @@ fn gossip_cost(rpcs: &[String], committed: usize) -> serde_json::Value {
     })
 }
 
-/// One counter of a node's `/metrics` whose labels contain `label`.
-fn labelled_metric(rpc: &str, name: &str, label: &str) -> Option<f64> {
-    let text = ureq::get(&format!("http://{rpc}/metrics"))
+/// A node's `/metrics` text.
+fn metrics_text(rpc: &str) -> Option<String> {
+    ureq::get(&format!("http://{rpc}/metrics"))
         .timeout(Duration::from_secs(5))
         .call()
         .ok()?
         .into_string()
-        .ok()?;
+        .ok()
+}
+
+/// One counter of a `/metrics` text whose labels contain `label`.
+fn labelled_metric(text: &str, name: &str, label: &str) -> Option<f64> {
     text.lines().find_map(|l| {
         let rest = l.strip_prefix(name)?.strip_prefix('{')?;
         let (labels, value) = rest.split_once("} ")?;
@@ -569,13 +574,8 @@ fn labelled_metric(rpc: &str, name: &str, label: &str) -> Option<f64> {
 
 /// One gauge from a node's `/metrics`.
 fn metric(rpc: &str, name: &str) -> Option<f64> {
-    let text = ureq::get(&format!("http://{rpc}/metrics"))
-        .timeout(Duration::from_secs(5))
-        .call()
-        .ok()?
-        .into_string()
-        .ok()?;
-    text.lines()
+    metrics_text(rpc)?
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 

@@ -7,14 +7,16 @@ use crate::{
     Verdict,
 };
 use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, TopicHash};
+use libp2p::gossipsub::{
+    self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, TopicHash,
+};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,7 +54,20 @@ struct Task {
     persistent: Vec<Persistent>,
     penalties: HashMap<PeerId, u32>,
     banned: HashMap<PeerId, Instant>,
+    /// Transaction batches handed to the node and not yet judged.
+    unjudged_txs: HashSet<MessageId>,
+    /// Accepted transaction batches waiting [`TX_RELAY_DELAY`] before gossipsub forwards
+    /// them, in acceptance order.
+    relay_later: VecDeque<(Instant, MessageId, PeerId)>,
 }
+
+/// How long an accepted transaction batch waits before it is forwarded. The peers that got
+/// it from its publisher announce IDONTWANT on arrival; a relay that forwards at once often
+/// beats those announcements (its own check is quick) and sends them a second copy. A few
+/// milliseconds let the announcements land first; transactions wait for a block anyway.
+const TX_RELAY_DELAY: Duration = Duration::from_millis(5);
+/// Batches remembered as unjudged at most (a node that drops events never judges them).
+const MAX_UNJUDGED: usize = 100_000;
 
 /// Messages larger than this are announced with IDONTWANT on arrival (gossipsub's default is
 /// 1,000 bytes; a transfer is ~180, a vote ~150).
@@ -178,6 +193,8 @@ pub(crate) async fn start(
         persistent,
         penalties: HashMap::new(),
         banned: HashMap::new(),
+        unjudged_txs: HashSet::new(),
+        relay_later: VecDeque::new(),
     };
     tokio::spawn(task.run(commands));
     Ok((
@@ -190,7 +207,29 @@ pub(crate) async fn start(
     ))
 }
 
+/// Sleeps until the first batch of `queue` is due.
+async fn sleep_until_first(queue: &VecDeque<(Instant, MessageId, PeerId)>) {
+    if let Some((at, _, _)) = queue.front() {
+        tokio::time::sleep_until((*at).into()).await;
+    }
+}
+
 impl Task {
+    /// Hands gossipsub the accepted transaction batches whose relay delay is over.
+    fn relay_due(&mut self) {
+        let now = Instant::now();
+        while let Some((at, id, source)) = self.relay_later.front() {
+            if *at > now {
+                break;
+            }
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(id, source, MessageAcceptance::Accept);
+            self.relay_later.pop_front();
+        }
+    }
+
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
@@ -201,6 +240,9 @@ impl Task {
                 },
                 e = self.swarm.select_next_some() => self.swarm_event(e),
                 _ = tick.tick() => self.redial(),
+                _ = sleep_until_first(&self.relay_later), if !self.relay_later.is_empty() => {
+                    self.relay_due();
+                }
             }
         }
     }
@@ -234,6 +276,12 @@ impl Task {
                 source,
                 verdict,
             } => {
+                let is_txs = self.unjudged_txs.remove(&id);
+                if is_txs && verdict == Verdict::Accept {
+                    let at = Instant::now() + TX_RELAY_DELAY;
+                    self.relay_later.push_back((at, id, source));
+                    return;
+                }
                 let acceptance = match verdict {
                     Verdict::Accept => MessageAcceptance::Accept,
                     Verdict::Ignore => MessageAcceptance::Ignore,
@@ -380,6 +428,12 @@ impl Task {
                     let reason = format!("oversized message ({} bytes)", message.data.len());
                     self.penalise(propagation_source, &reason);
                     return;
+                }
+                if topic == Topic::Txs {
+                    if self.unjudged_txs.len() >= MAX_UNJUDGED {
+                        self.unjudged_txs.clear();
+                    }
+                    self.unjudged_txs.insert(message_id.clone());
                 }
                 self.emit(Event::Message {
                     topic,

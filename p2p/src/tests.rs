@@ -216,3 +216,80 @@ async fn a_flood_into_a_stalled_node_is_dropped_and_counted_not_queued() {
     }
     assert!(queued <= 16, "{queued} events were queued");
 }
+
+/// One counter of a registry's text whose labels contain `label`.
+fn counter(registry: &Mutex<Registry>, name: &str, label: &str) -> f64 {
+    let mut text = String::new();
+    let r = registry.lock().unwrap();
+    prometheus_client::encoding::text::encode(&mut text, &r).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.split_once("} ")?;
+            labels.contains(label).then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_full_mesh_each_transaction_batch_reaches_each_peer_about_once() {
+    // A triangle: a publishes; b and c accept everything and would relay it to each other.
+    let addrs = [free_port(), free_port(), free_port()];
+    let mut nodes = Vec::new();
+    let mut registries = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let mut c = P2pConfig::new("test-chain", *addr, addrs[..i].to_vec());
+        let registry = Arc::new(Mutex::new(Registry::with_prefix("t")));
+        c.gossip_metrics = Some(registry.clone());
+        registries.push(registry);
+        nodes.push(start(c, Keypair::generate_ed25519()).await.expect("starts"));
+    }
+    let (a, _a_rx) = nodes.remove(0);
+    let mut judges = Vec::new();
+    for (handle, mut rx) in nodes {
+        // Accept every message at once, as a node that finds a batch valid does.
+        judges.push(tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                if let Event::Message { id, source, .. } = e {
+                    let _ = handle.verdict(id, source, Verdict::Accept);
+                }
+            }
+        }));
+    }
+    let label = format!("hash=\"{}\"", Topic::Txs.name("test-chain"));
+    let kept = |k: usize| counter(&registries[k], "t_topic_msg_recv_counts_total", &label);
+    let got = |k: usize| {
+        counter(
+            &registries[k],
+            "t_topic_msg_recv_counts_unfiltered_total",
+            &label,
+        )
+    };
+    // Until the mesh has formed, a publish may reach nobody: send until both have some.
+    let mut sent = 0;
+    while kept(1) < 1.0 || kept(2) < 1.0 {
+        assert!(sent < 400, "the mesh never formed");
+        a.publish(Topic::Txs, vec![sent as u8; 400 + sent]).unwrap();
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (kept0, got0) = (kept(1) + kept(2), got(1) + got(2));
+    for i in 0..60 {
+        a.publish(Topic::Txs, vec![(i % 251) as u8; 1000 + i])
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (kept, got) = (kept(1) + kept(2) - kept0, got(1) + got(2) - got0);
+    assert_eq!(kept, 120.0, "both peers got all 60 batches");
+    // Without the relay delay nearly every batch also came the long way round (116-118 of
+    // 120 in four runs).
+    assert!(
+        got - kept <= 12.0,
+        "{} of {kept} batches arrived twice",
+        got - kept
+    );
+    for j in judges {
+        j.abort();
+    }
+}
