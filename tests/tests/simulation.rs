@@ -193,6 +193,12 @@ fn a_silent_third_or_more_halts_the_chain_and_liveness_is_reported() {
         "{:?}",
         report.violations
     );
+    // The report says why: no honest quorum.
+    let text = report.violations[0].to_string();
+    assert!(
+        text.contains("honest validators hold 2 of 4 voting power, no quorum"),
+        "{text}"
+    );
 }
 
 #[test]

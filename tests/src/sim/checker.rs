@@ -57,6 +57,8 @@ pub enum Violation {
         target: u64,
         heights: Vec<(usize, u64)>,
         deadline_ms: u64,
+        /// Honest voting power and the total, in the latest set an honest node holds.
+        honest_power: Option<(u64, u64)>,
     },
 }
 
@@ -96,10 +98,25 @@ impl fmt::Display for Violation {
                 f,
                 "transaction {hash} was admitted but never committed and is in no mempool"
             ),
-            Violation::Liveness { target, heights, deadline_ms } => write!(
-                f,
-                "liveness: honest validators did not all reach height {target} by {deadline_ms} ms: {heights:?}"
-            ),
+            Violation::Liveness {
+                target,
+                heights,
+                deadline_ms,
+                honest_power,
+            } => {
+                write!(
+                    f,
+                    "liveness: honest validators did not all reach height {target} by {deadline_ms} ms: {heights:?}"
+                )?;
+                match honest_power {
+                    Some((honest, total)) if honest.saturating_mul(3) <= total.saturating_mul(2) => write!(
+                        f,
+                        " (honest validators hold {honest} of {total} voting power, no quorum: the run left the fault bound it tolerates)"
+                    ),
+                    Some((honest, total)) => write!(f, " (honest power {honest} of {total})"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }

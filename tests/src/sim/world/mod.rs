@@ -427,6 +427,24 @@ impl World {
         self.nodes.iter().filter(|n| n.is_honest())
     }
 
+    /// The voting power honest validators hold in the set of the most advanced running
+    /// honest node, and the set's total: a stall with no honest quorum is the scenario's
+    /// doing (seed 163 once: clients delegated the Byzantine validator up to a third).
+    fn honest_power(&self) -> Option<(u64, u64)> {
+        let d = self
+            .honest()
+            .filter_map(|n| n.driver.as_ref())
+            .max_by_key(|d| d.chain.next_height())?;
+        let set = d.chain.validators();
+        let honest = set
+            .validators()
+            .iter()
+            .filter(|v| self.honest().any(|n| n.address == v.address))
+            .map(|v| v.voting_power)
+            .sum();
+        Some((honest, set.total_power()))
+    }
+
     fn min_honest_height(&self) -> u64 {
         self.honest()
             .map(|n| self.checker.decided_height[n.index])
@@ -468,6 +486,7 @@ impl World {
                 target,
                 heights,
                 deadline_ms: self.deadline,
+                honest_power: self.honest_power(),
             });
             if std::env::var_os("BASALT_SIM_DEBUG").is_some() {
                 self.dump();
