@@ -69,19 +69,12 @@ impl Signer {
 
     /// The body of one `broadcast_tx_sync` batch and the hashes of its transfers.
     pub(crate) fn batch(&mut self) -> (String, Vec<Hash>) {
-        let to = Address([0xBE; 20]);
         let mut calls = Vec::with_capacity(BATCH);
         let mut hashes = Vec::with_capacity(BATCH);
         for id in 0..BATCH {
             let k = self.next % self.keys.len();
             self.next += 1;
-            let body = TxBody {
-                chain_id: CHAIN.into(),
-                nonce: self.nonces[k],
-                fee: 1,
-                msg: Msg::Transfer { to, amount: 1 },
-            };
-            let tx = body.sign(&self.keys[k]).to_bytes();
+            let tx = transfer(&self.keys[k], self.nonces[k]);
             self.nonces[k] += 1;
             hashes.push(basalt_runtime::tx_hash(&tx));
             let b64 = base64::engine::general_purpose::STANDARD.encode(&tx);
@@ -91,6 +84,21 @@ impl Signer {
         }
         (format!("[{}]", calls.join(",")), hashes)
     }
+}
+
+/// The benchmark's signed transfer: one unit to a fixed account.
+fn transfer(key: &PrivateKey, nonce: u64) -> Vec<u8> {
+    TxBody {
+        chain_id: CHAIN.into(),
+        nonce,
+        fee: 1,
+        msg: Msg::Transfer {
+            to: Address([0xBE; 20]),
+            amount: 1,
+        },
+    }
+    .sign(key)
+    .to_bytes()
 }
 
 pub(crate) fn sender_key(i: usize) -> PrivateKey {
@@ -530,18 +538,7 @@ fn gossip_cost(rpcs: &[String], committed: usize) -> serde_json::Value {
     let n = rpcs.len() as f64;
     let links = n * (n - 1.0) / 2.0;
     let per_tx = bytes / committed.max(1) as f64;
-    let one = TxBody {
-        chain_id: CHAIN.into(),
-        nonce: 1,
-        fee: 1,
-        msg: Msg::Transfer {
-            to: Address([0xBE; 20]),
-            amount: 1,
-        },
-    }
-    .sign(&sender_key(0))
-    .to_bytes()
-    .len() as f64;
+    let one = transfer(&sender_key(0), 1).len() as f64;
     json!({
         "tx_bytes": one,
         // 1.0: each receiving node got each transfer's bytes exactly once, with no envelope.

@@ -97,7 +97,7 @@ pub fn now() -> Timestamp {
 #[derive(Clone)]
 enum Origin {
     None,
-    Gossip(MessageId, PeerId),
+    Gossip(MessageId, PeerId, basalt_p2p::Topic),
     Request(u64),
 }
 
@@ -197,8 +197,8 @@ impl Node {
                     }
                 }
                 Effect::Verdict(v) => {
-                    if let Origin::Gossip(id, source) = &origin {
-                        let _ = self.p2p.verdict(id.clone(), *source, v);
+                    if let Origin::Gossip(id, source, topic) = &origin {
+                        let _ = self.p2p.verdict(id.clone(), *source, *topic, v);
                     }
                 }
                 Effect::Respond(data) => {
@@ -263,7 +263,7 @@ impl Node {
                         from: source,
                         data,
                     },
-                    Origin::Gossip(id, source),
+                    Origin::Gossip(id, source, topic),
                 )?;
             }
             NetEvent::Request(req) => {

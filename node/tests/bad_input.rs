@@ -98,8 +98,8 @@ fn garbage_gossip_is_dropped_and_the_sender_is_banned() {
                 e = events.recv() => match e {
                     Some(Event::PeerConnected { .. }) => connected = true,
                     Some(Event::PeerDisconnected(_)) if connected => break,
-                    Some(Event::Message { id, source, .. }) => {
-                        let _ = p2p.verdict(id, source, basalt_p2p::Verdict::Ignore);
+                    Some(Event::Message { id, source, topic, .. }) => {
+                        let _ = p2p.verdict(id, source, topic, basalt_p2p::Verdict::Ignore);
                     }
                     _ => {}
                 },
@@ -236,8 +236,11 @@ fn a_flood_of_well_formed_gossip_leaves_memory_flat_and_the_chain_live() {
                 p2p.publish(Topic::Consensus, msg).unwrap();
             }
             while let Ok(e) = events.try_recv() {
-                if let Event::Message { id, source, .. } = e {
-                    let _ = p2p.verdict(id, source, basalt_p2p::Verdict::Ignore);
+                if let Event::Message {
+                    id, source, topic, ..
+                } = e
+                {
+                    let _ = p2p.verdict(id, source, topic, basalt_p2p::Verdict::Ignore);
                 }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -152,6 +152,7 @@ pub(crate) enum Command {
     Verdict {
         id: MessageId,
         source: PeerId,
+        topic: Topic,
         verdict: Verdict,
     },
     Request {
@@ -199,10 +200,18 @@ impl P2pHandle {
         self.send(Command::Publish { topic, data })
     }
 
-    pub fn verdict(&self, id: MessageId, source: PeerId, verdict: Verdict) -> Result<(), P2pError> {
+    /// The node's judgement of the gossip message `id` of `topic` that `source` relayed.
+    pub fn verdict(
+        &self,
+        id: MessageId,
+        source: PeerId,
+        topic: Topic,
+        verdict: Verdict,
+    ) -> Result<(), P2pError> {
         self.send(Command::Verdict {
             id,
             source,
+            topic,
             verdict,
         })
     }

@@ -16,7 +16,7 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,8 +54,6 @@ struct Task {
     persistent: Vec<Persistent>,
     penalties: HashMap<PeerId, u32>,
     banned: HashMap<PeerId, Instant>,
-    /// Transaction batches handed to the node and not yet judged.
-    unjudged_txs: HashSet<MessageId>,
     /// Accepted transaction batches waiting [`TX_RELAY_DELAY`] before gossipsub forwards
     /// them, in acceptance order.
     relay_later: VecDeque<(Instant, MessageId, PeerId)>,
@@ -66,8 +64,6 @@ struct Task {
 /// beats those announcements (its own check is quick) and sends them a second copy. A few
 /// milliseconds let the announcements land first; transactions wait for a block anyway.
 const TX_RELAY_DELAY: Duration = Duration::from_millis(5);
-/// Batches remembered as unjudged at most (a node that drops events never judges them).
-const MAX_UNJUDGED: usize = 100_000;
 
 /// Messages larger than this are announced with IDONTWANT on arrival (gossipsub's default is
 /// 1,000 bytes; a transfer is ~180, a vote ~150).
@@ -193,7 +189,6 @@ pub(crate) async fn start(
         persistent,
         penalties: HashMap::new(),
         banned: HashMap::new(),
-        unjudged_txs: HashSet::new(),
         relay_later: VecDeque::new(),
     };
     tokio::spawn(task.run(commands));
@@ -274,10 +269,10 @@ impl Task {
             Command::Verdict {
                 id,
                 source,
+                topic,
                 verdict,
             } => {
-                let is_txs = self.unjudged_txs.remove(&id);
-                if is_txs && verdict == Verdict::Accept {
+                if topic == Topic::Txs && verdict == Verdict::Accept {
                     let at = Instant::now() + TX_RELAY_DELAY;
                     self.relay_later.push_back((at, id, source));
                     return;
@@ -428,12 +423,6 @@ impl Task {
                     let reason = format!("oversized message ({} bytes)", message.data.len());
                     self.penalise(propagation_source, &reason);
                     return;
-                }
-                if topic == Topic::Txs {
-                    if self.unjudged_txs.len() >= MAX_UNJUDGED {
-                        self.unjudged_txs.clear();
-                    }
-                    self.unjudged_txs.insert(message_id.clone());
                 }
                 self.emit(Event::Message {
                     topic,

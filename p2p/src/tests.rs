@@ -87,7 +87,7 @@ async fn gossip_is_validated_before_forwarding_and_bad_senders_are_banned() {
         let (id, source, data) = publish_until_seen(&a, &mut b_rx, Topic::Txs, sent.clone()).await;
         assert_eq!(source, a.local_peer_id());
         assert_eq!(data, sent);
-        b.verdict(id, source, Verdict::Accept).unwrap();
+        b.verdict(id, source, Topic::Txs, Verdict::Accept).unwrap();
         let at_c = tokio::time::timeout(Duration::from_millis(500), async {
             loop {
                 if let Event::Message { source, data, .. } =
@@ -110,7 +110,8 @@ async fn gossip_is_validated_before_forwarding_and_bad_senders_are_banned() {
     // Two rejected messages cross the test threshold: b bans a.
     for junk in [b"junk one".to_vec(), b"junk two".to_vec()] {
         let (id, source, _) = publish_until_seen(&a, &mut b_rx, Topic::Consensus, junk).await;
-        b.verdict(id, source, Verdict::Reject).unwrap();
+        b.verdict(id, source, Topic::Consensus, Verdict::Reject)
+            .unwrap();
     }
     let banned = next_matching(&mut b_rx, |e| match e {
         Event::PeerBanned(p) => Some(p),
@@ -250,8 +251,11 @@ async fn in_a_full_mesh_each_transaction_batch_reaches_each_peer_about_once() {
         // Accept every message at once, as a node that finds a batch valid does.
         judges.push(tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
-                if let Event::Message { id, source, .. } = e {
-                    let _ = handle.verdict(id, source, Verdict::Accept);
+                if let Event::Message {
+                    id, source, topic, ..
+                } = e
+                {
+                    let _ = handle.verdict(id, source, topic, Verdict::Accept);
                 }
             }
         }));

@@ -117,10 +117,7 @@ fn a_store_that_fails_while_serving_a_peer_is_refused_to_it_and_the_node_goes_on
     let kv = MemKv::default();
     let mut d = driver(&kv);
     run_to(&mut d, 3);
-    let peer = basalt_p2p::keypair_from_seed([1; 32])
-        .unwrap()
-        .public()
-        .to_peer_id();
+    let peer = peer(1);
     let ask = crate::wire::encode(&SyncRequest::Blocks { from: 1, count: 3 });
     kv.set_failing(true);
     let effects = d

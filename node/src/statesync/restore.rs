@@ -108,8 +108,10 @@ impl Pump {
                         let no = SyncResponse::Refused("state syncing".into());
                         let _ = p2p.respond(r.id, wire::encode(&no));
                     }
-                    NetEvent::Message { source, id, .. } => {
-                        let _ = p2p.verdict(id, source, Verdict::Ignore);
+                    NetEvent::Message {
+                        source, id, topic, ..
+                    } => {
+                        let _ = p2p.verdict(id, source, topic, Verdict::Ignore);
                     }
                 }
             }
