@@ -104,6 +104,7 @@ impl Driver {
             return Ok(());
         }
         self.waiting_start = None;
+        self.add_late_precommits();
         self.blocks.clear();
         self.last_progress_ms = self.now.mono_ms;
         self.feed(Input::NewHeight {
@@ -126,6 +127,37 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Precommits for the decided block that arrived during the pause before the next
+    /// height (`timeout_commit`) join its commit, which this node puts in its next block if
+    /// it proposes: CometBFT's last commit is the vote set as the next height starts, so a
+    /// validator whose precommit came a moment late is not counted as missing the block
+    /// (downtime jailing counts those). The commit stored with the block keeps what decided it.
+    fn add_late_precommits(&mut self) {
+        let (Some(commit), Some(set)) = (self.chain.last_commit.as_mut(), self.engine.validators())
+        else {
+            return;
+        };
+        if self.engine.height() != commit.height {
+            return;
+        }
+        for v in self
+            .engine
+            .votes()
+            .precommits_for(commit.round, commit.block_id)
+        {
+            let slot = set
+                .index_of(&v.vote.validator)
+                .and_then(|i| commit.signatures.get_mut(i));
+            if let Some(slot @ None) = slot {
+                *slot = Some(basalt_types::CommitSig {
+                    validator: v.vote.validator,
+                    timestamp: v.timestamp,
+                    signature: v.signature,
+                });
+            }
+        }
     }
 
     /// A height held back for want of transactions (`create_empty_blocks = false`) starts
