@@ -55,11 +55,43 @@ pub struct Node {
     state_snapshots: Option<crate::statesync::files::SnapshotDir>,
 }
 
+#[derive(Clone)]
 pub struct PeerInfo {
     pub addr: String,
     pub ip: String,
     pub outbound: bool,
     pub since: Timestamp,
+    /// What the peer says of itself (libp2p identify), once it has: its moniker, software
+    /// version and the address it listens on; empty until then.
+    pub moniker: String,
+    pub version: String,
+    pub listen_addr: String,
+}
+
+/// A Basalt peer's agent version `basalt/<version>/<moniker>` as (version, moniker); another
+/// program's agent version is kept whole as its version.
+fn parse_agent_version(agent: &str) -> (String, String) {
+    match agent
+        .strip_prefix("basalt/")
+        .and_then(|r| r.split_once('/'))
+    {
+        Some((version, moniker)) => (version.to_string(), moniker.to_string()),
+        None => (agent.to_string(), String::new()),
+    }
+}
+
+/// `host:port` of a `/ip4|ip6/../tcp/..` address, as CometBFT's `listen_addr` shows it.
+fn tcp_host_port(addr: &basalt_p2p::Multiaddr) -> Option<String> {
+    let mut host = None;
+    for p in addr.iter() {
+        match p {
+            basalt_p2p::Protocol::Ip4(ip) => host = Some(ip.to_string()),
+            basalt_p2p::Protocol::Ip6(ip) => host = Some(format!("[{ip}]")),
+            basalt_p2p::Protocol::Tcp(port) => return host.map(|h| format!("{h}:{port}")),
+            _ => {}
+        }
+    }
+    None
 }
 
 struct CommitWaiter {
@@ -307,9 +339,33 @@ impl Node {
                         ip,
                         outbound,
                         since: now(),
+                        moniker: String::new(),
+                        version: String::new(),
+                        listen_addr: String::new(),
                     }),
                 );
                 self.step(Event::PeerConnected(peer), Origin::None)?;
+            }
+            NetEvent::PeerIdentified {
+                peer,
+                agent_version,
+                listen_addrs,
+            } => {
+                if let Some(info) = self.peer_info.get_mut(&peer) {
+                    let (version, moniker) = parse_agent_version(&agent_version);
+                    let listen_addr = listen_addrs
+                        .iter()
+                        .find_map(tcp_host_port)
+                        .unwrap_or_default();
+                    *info = Arc::new(PeerInfo {
+                        moniker,
+                        version,
+                        listen_addr,
+                        ..(**info).clone()
+                    });
+                    // Peers are in the snapshot's key by count only: publish this now.
+                    self.publish_snapshot(true);
+                }
             }
             NetEvent::PeerDisconnected(p) | NetEvent::PeerBanned(p) => {
                 self.peer_info.remove(&p);

@@ -81,6 +81,7 @@ pub async fn start(home: &Home, options: StartOptions) -> Result<()> {
     let metrics = Metrics::new();
     let mut p2p_config = basalt_p2p::P2pConfig::new(&chain_id, p2p_listen, peers);
     p2p_config.gossip_metrics = Some(metrics.gossip.clone());
+    p2p_config.moniker = config.moniker.clone();
     let mut peers_to_replay = Vec::new();
     // State sync runs before anything else: the network is up, consensus is not.
     let mut network = None;

@@ -44,8 +44,52 @@ fn a_real_cometbft_client_parses_every_method_and_the_content_is_right() {
         assert!(tip >= 4);
         assert_eq!(status.validator_info.power.value(), 10);
 
-        let ni = c.net_info().await.expect("net_info");
+        // Real peers: each named as its operator named it (libp2p identify), with the
+        // address it listens on and how long the connection has been up.
+        let moniker = |k: usize| {
+            let text = std::fs::read_to_string(net.home(k).join("config/config.toml")).unwrap();
+            let v: toml::Value = toml::from_str(&text).unwrap();
+            v["moniker"].as_str().unwrap().to_string()
+        };
+        let mut expected: Vec<String> = (1..4).map(moniker).collect();
+        expected.sort();
+        let mut ni = c.net_info().await.expect("net_info");
+        for _ in 0..50 {
+            if ni
+                .peers
+                .iter()
+                .all(|p| !p.node_info.moniker.to_string().is_empty())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            ni = c.net_info().await.expect("net_info");
+        }
         assert_eq!(ni.n_peers, 3);
+        let mut monikers: Vec<String> = ni
+            .peers
+            .iter()
+            .map(|p| p.node_info.moniker.to_string())
+            .collect();
+        monikers.sort();
+        assert_eq!(monikers, expected);
+        for p in &ni.peers {
+            assert!(
+                p.node_info
+                    .listen_addr
+                    .to_string()
+                    .starts_with("127.0.0.1:"),
+                "{p:?}"
+            );
+            assert!(!p.node_info.version.to_string().is_empty());
+            assert!(p.connection_status.duration.as_millis() > 0);
+            assert!(p.remote_ip.is_loopback());
+        }
+        assert_eq!(
+            ni.peers.iter().filter(|p| p.is_outbound).count()
+                + ni.peers.iter().filter(|p| !p.is_outbound).count(),
+            3
+        );
 
         let g: tendermint::Genesis<serde_json::Value> = c.genesis().await.expect("genesis");
         assert_eq!(g.chain_id.as_str(), CHAIN);
@@ -134,7 +178,53 @@ fn a_real_cometbft_client_parses_every_method_and_the_content_is_right() {
             .await
             .expect("consensus_params");
         assert_eq!(params.consensus_params.evidence.max_age_num_blocks, 1000);
-        c.consensus_state().await.expect("consensus_state");
+        // The round state with its votes: one entry per validator of the set in each round's
+        // lists, and bit arrays whose power agrees with them.
+        let cs = c.consensus_state().await.expect("consensus_state");
+        let rs = &cs.round_state;
+        assert!(rs.height_round_step.height.value() >= tip);
+        let round0 = &rs.height_vote_set[0];
+        assert_eq!(round0.prevotes.len(), 4);
+        assert_eq!(round0.precommits.len(), 4);
+        assert!(
+            round0.prevotes_bit_array.starts_with("BA{4:"),
+            "{}",
+            round0.prevotes_bit_array
+        );
+        let voted = |bits: &str| bits[5..9].chars().filter(|c| *c == 'x').count();
+        let votes = |l: &[tendermint_rpc::endpoint::consensus_state::RoundVote]| {
+            l.iter()
+                .filter(|v| !matches!(v, tendermint_rpc::endpoint::consensus_state::RoundVote::Nil))
+                .count()
+        };
+        assert_eq!(voted(&round0.prevotes_bit_array), votes(&round0.prevotes));
+        assert!(
+            round0.prevotes_bit_array.ends_with(&format!(
+                "{}/40 = {:.2}",
+                10 * votes(&round0.prevotes),
+                votes(&round0.prevotes) as f64 / 4.0
+            )),
+            "{}",
+            round0.prevotes_bit_array
+        );
+        // Between heights the lists may still be empty; within a few tries a vote shows.
+        let mut seen_vote = false;
+        for _ in 0..100 {
+            let cs = c.consensus_state().await.expect("consensus_state");
+            if let Some(tendermint_rpc::endpoint::consensus_state::RoundVote::Vote(v)) = cs
+                .round_state
+                .height_vote_set
+                .iter()
+                .flat_map(|r| r.prevotes.iter().chain(&r.precommits))
+                .find(|v| !matches!(v, tendermint_rpc::endpoint::consensus_state::RoundVote::Nil))
+            {
+                assert_eq!(v.height, cs.round_state.height_round_step.height);
+                seen_vote = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(seen_vote, "consensus_state never showed a vote");
         let info = c.abci_info().await.expect("abci_info");
         assert!(info.last_block_height.value() >= tip);
 

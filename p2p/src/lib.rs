@@ -83,6 +83,9 @@ pub struct P2pConfig {
     /// Where gossipsub registers its counters (per topic: messages published, sent,
     /// received before and after duplicates are filtered, and their bytes), if anywhere.
     pub gossip_metrics: Option<Arc<Mutex<Registry>>>,
+    /// The operator's name for this node, told to peers in identify's agent version
+    /// (`basalt/<version>/<moniker>`) so that their `net_info` names it.
+    pub moniker: String,
 }
 
 impl P2pConfig {
@@ -98,6 +101,7 @@ impl P2pConfig {
             request_timeout: Duration::from_secs(10),
             event_queue: 4096,
             gossip_metrics: None,
+            moniker: String::new(),
         }
     }
 }
@@ -140,6 +144,14 @@ pub enum Event {
         outbound: bool,
     },
     PeerDisconnected(PeerId),
+    /// A connected peer told who it is (libp2p identify): its software and moniker, and
+    /// the addresses it listens on.
+    PeerIdentified {
+        peer: PeerId,
+        /// `basalt/<version>/<moniker>` from a Basalt node; whatever another program sent.
+        agent_version: String,
+        listen_addrs: Vec<Multiaddr>,
+    },
     /// A peer crossed the penalty threshold and was disconnected.
     PeerBanned(PeerId),
 }

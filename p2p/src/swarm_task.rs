@@ -69,6 +69,15 @@ const TX_RELAY_DELAY: Duration = Duration::from_millis(5);
 /// 1,000 bytes; a transfer is ~180, a vote ~150).
 const IDONTWANT_ABOVE_BYTES: usize = 120;
 
+/// What this node tells peers it runs: `basalt/<version>/<moniker>`.
+pub(crate) fn agent_version(moniker: &str) -> String {
+    format!("basalt/{}/{moniker}", env!("CARGO_PKG_VERSION"))
+}
+
+/// A peer's identify answer is its own word: keep a bounded part of it.
+const MAX_AGENT_VERSION: usize = 256;
+const MAX_LISTEN_ADDRS: usize = 16;
+
 fn build_swarm(config: &P2pConfig, keypair: Keypair) -> Result<Swarm<Behaviour>, P2pError> {
     let setup = |e: &dyn std::fmt::Display| P2pError::Setup(e.to_string());
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -119,8 +128,10 @@ fn build_swarm(config: &P2pConfig, keypair: Keypair) -> Result<Swarm<Behaviour>,
                 [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(request_timeout),
             );
-            let identify =
-                identify::Behaviour::new(identify::Config::new("/basalt/1".into(), key.public()));
+            let identify = identify::Behaviour::new(
+                identify::Config::new("/basalt/1".into(), key.public())
+                    .with_agent_version(agent_version(&config.moniker)),
+            );
             Ok(Behaviour {
                 gossipsub,
                 sync,
@@ -474,6 +485,21 @@ impl Task {
                         reason: error.to_string(),
                     }));
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                let mut agent_version = info.agent_version;
+                agent_version.truncate(MAX_AGENT_VERSION);
+                let mut listen_addrs = info.listen_addrs;
+                listen_addrs.truncate(MAX_LISTEN_ADDRS);
+                self.emit(Event::PeerIdentified {
+                    peer: peer_id,
+                    agent_version,
+                    listen_addrs,
+                });
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
                 request_response::Event::InboundFailure { .. },

@@ -7,6 +7,7 @@
 //! the helpers that render Basalt's types in CometBFT's JSON.
 
 mod conn;
+mod explorer;
 pub mod metrics;
 pub mod query;
 pub mod shapes;
@@ -18,7 +19,7 @@ pub use ws::RpcEvent;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -286,7 +287,8 @@ pub fn router<B: Backend>(config: RpcConfig, backend: B) -> Router {
         ws_clients: Arc::new(AtomicUsize::new(0)),
     });
     Router::new()
-        .route("/", post(post_handler::<B>))
+        .route("/", get(explorer::page).post(post_handler::<B>))
+        .route("/explorer/{file}", get(explorer::file))
         .route("/websocket", get(ws::handler::<B>))
         .route("/metrics", get(metrics_handler::<B>))
         .route("/{method}", get(get_handler::<B>))

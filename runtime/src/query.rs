@@ -1,7 +1,8 @@
 //! Read-only queries (served through `abci_query` by the node).
 //!
 //! Paths: `/account/<address>`, `/validator/<operator>`, `/validators`,
-//! `/delegations/<delegator>`, `/unbonding/<delegator>`, `/params`, `/supply`.
+//! `/delegations/<delegator>`, `/unbonding/<delegator>`, `/params`, `/supply`,
+//! `/signing_infos` (each validator's missed blocks in the downtime window).
 //! Addresses are 40 hex digits. Answers are JSON.
 
 use crate::runtime::Runtime;
@@ -42,6 +43,28 @@ pub struct SupplyView {
     pub bonded: u128,
     #[serde(with = "basalt_staking::amount")]
     pub unbonding: u128,
+}
+
+/// A validator's liveness in the downtime window (by consensus address), for explorers
+/// and operators: how many of the last `window` blocks it did not sign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SigningView {
+    pub address: Address,
+    pub start_height: u64,
+    pub missed_count: u64,
+    pub window: u64,
+}
+
+/// A validator's record as stored, with what explorers join it by and show beside it: the
+/// address its consensus key signs blocks as, and the tokens its operator bonded itself
+/// (the rest of `tokens` is delegated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ValidatorView<'a> {
+    #[serde(flatten)]
+    pub record: &'a basalt_staking::ValidatorRecord,
+    pub consensus_address: Address,
+    #[serde(with = "basalt_staking::amount")]
+    pub self_bond: u128,
 }
 
 fn json<T: Serialize>(v: &T) -> Value {
@@ -90,7 +113,17 @@ impl Runtime {
                     .map(json)
                     .ok_or_else(|| QueryError::NotFound(format!("validator {a}")))
             }
-            ["validators"] => Ok(json(&self.staking.validators.values().collect::<Vec<_>>())),
+            ["validators"] => Ok(json(
+                &(self.staking.validators.values())
+                    .map(|record| ValidatorView {
+                        record,
+                        consensus_address: record.consensus_address(),
+                        self_bond: (self.staking.delegations)
+                            .get(&(record.operator, record.operator))
+                            .map_or(0, |shares| record.tokens_for(*shares)),
+                    })
+                    .collect::<Vec<_>>(),
+            )),
             ["delegations", a] => Ok(json(&self.delegations_of(&addr(a)?))),
             ["unbonding", a] => {
                 let a = addr(a)?;
@@ -103,6 +136,16 @@ impl Runtime {
                         .collect::<Vec<_>>(),
                 ))
             }
+            ["signing_infos"] => Ok(json(
+                &(self.staking.signing.iter())
+                    .map(|(address, info)| SigningView {
+                        address: *address,
+                        start_height: info.start_height,
+                        missed_count: info.missed_count,
+                        window: info.missed.len() as u64,
+                    })
+                    .collect::<Vec<_>>(),
+            )),
             ["params"] => Ok(json(&self.staking.params)),
             ["supply"] => Ok(json(&self.supply())),
             _ => Err(QueryError::UnknownPath(path.to_string())),

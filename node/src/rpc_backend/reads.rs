@@ -302,30 +302,49 @@ impl ReadView<'_> {
             "validator_info": {"address": key.address().to_hex(), "pub_key": shapes::pub_key(&key), "voting_power": power.to_string()},
         })
     }
+    /// CometBFT's `net_info`: each connected peer with what it told of itself (moniker,
+    /// version, listen address, from libp2p identify), the address and direction of the
+    /// connection and how long it has been up. Traffic monitors are zero: libp2p counts
+    /// bytes per topic (`/metrics`), not per peer.
     fn net_info(&self) -> Value {
+        let now = crate::node::now();
         let peers: Vec<Value> = self
             .snap
             .peers
             .iter()
-            .map(|(p, _, info)| {
+            .map(|(p, height, info)| {
                 let id = &Hash::digest(&p.to_bytes()).to_hex()[..40];
-                let monitor = json!({"Active": true, "Start": shapes::rfc3339(info.since), "Duration": "0", "Idle": "0",
-                    "Bytes": "0", "Samples": "0", "InstRate": "0", "CurRate": "0", "AvgRate": "0", "PeakRate": "0",
+                let up_ns = (i128::from(now.seconds - info.since.seconds) * 1_000_000_000
+                    + i128::from(now.nanos)
+                    - i128::from(info.since.nanos))
+                .max(0);
+                let monitor = json!({"Active": true, "Start": shapes::rfc3339(info.since),
+                    "Duration": up_ns.to_string(), "Idle": "0", "Bytes": "0", "Samples": "0",
+                    "InstRate": "0", "CurRate": "0", "AvgRate": "0", "PeakRate": "0",
                     "BytesRem": "0", "TimeRem": "0", "Progress": 0});
+                let listen_addr = if info.listen_addr.is_empty() && info.outbound {
+                    &info.addr
+                } else {
+                    &info.listen_addr
+                };
                 json!({
                     "node_info": {
                         "protocol_version": {"p2p": "8", "block": "11", "app": "0"},
                         "id": id.to_lowercase(),
-                        "listen_addr": info.addr,
+                        "listen_addr": listen_addr,
                         "network": self.genesis.chain_id,
-                        "version": "",
+                        "version": info.version,
                         "channels": "",
-                        "moniker": p.to_string(),
-                        "other": {"tx_index": "on", "rpc_address": ""},
+                        "moniker": info.moniker,
+                        "other": {"tx_index": "off", "rpc_address": ""},
                     },
                     "is_outbound": info.outbound,
-                    "connection_status": {"Duration": "0", "SendMonitor": monitor, "RecvMonitor": monitor, "Channels": []},
+                    "connection_status": {"Duration": up_ns.to_string(), "SendMonitor": monitor,
+                        "RecvMonitor": monitor, "Channels": []},
                     "remote_ip": info.ip,
+                    "libp2p_peer_id": p.to_string(),
+                    "connection_addr": info.addr,
+                    "last_height": height.to_string(),
                 })
             })
             .collect();

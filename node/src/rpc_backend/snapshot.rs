@@ -85,6 +85,68 @@ fn step_code(s: basalt_consensus::Step) -> u8 {
     }
 }
 
+/// The first six bytes in upper-case hex, as CometBFT's `Fingerprint` prints them (zeros
+/// for nil).
+fn fingerprint(bytes: &[u8]) -> String {
+    let mut six = [0u8; 6];
+    let n = bytes.len().min(6);
+    six[..n].copy_from_slice(&bytes[..n]);
+    hex::encode_upper(six)
+}
+
+/// One validator's vote as CometBFT's `Vote.String()`:
+/// `Vote{index:ADDR h/rr/t(Type) BLOCK SIG @ time}`.
+fn vote_string(index: usize, v: &basalt_types::SignedVote) -> String {
+    let (code, name) = match v.vote.vote_type {
+        basalt_types::VoteType::Prevote => (1, "Prevote"),
+        basalt_types::VoteType::Precommit => (2, "Precommit"),
+    };
+    format!(
+        "Vote{{{index}:{} {}/{:02}/{code}({name}) {} {} @ {}}}",
+        fingerprint(&v.vote.validator.0),
+        v.vote.height.0,
+        v.vote.round.0,
+        fingerprint(v.vote.block_id.map(|b| b.0).unwrap_or_default().as_bytes()),
+        fingerprint(&v.signature.0),
+        shapes::rfc3339(v.timestamp),
+    )
+}
+
+/// One round's votes of one type in CometBFT's shape: a string per validator of the set
+/// (in the set's order; `nil-Vote` where none arrived) and the bit array with the power
+/// that voted, `BA{4:xx_x} 30/40 = 0.75`.
+fn round_votes(
+    d: &Driver,
+    set: &ValidatorSet,
+    round: basalt_types::Round,
+    t: basalt_types::VoteType,
+) -> (Vec<String>, String) {
+    let votes = d.engine.votes();
+    let mut bits = String::with_capacity(set.len());
+    let mut power = 0u64;
+    let list = (set.validators().iter().enumerate())
+        .map(|(i, val)| match votes.get(round, t, &val.address).first() {
+            Some(v) => {
+                bits.push('x');
+                power += val.voting_power;
+                vote_string(i, v)
+            }
+            None => {
+                bits.push('_');
+                "nil-Vote".to_string()
+            }
+        })
+        .collect();
+    let total = set.total_power();
+    let frac = if total == 0 {
+        0.0
+    } else {
+        power as f64 / total as f64
+    };
+    let bit_array = format!("BA{{{}:{bits}}} {power}/{total} = {frac:.2}", set.len());
+    (list, bit_array)
+}
+
 fn round_state(d: &Driver, full: bool) -> Value {
     let e = &d.engine;
     let h = e.height().0;
@@ -100,16 +162,19 @@ fn round_state(d: &Driver, full: bool) -> Value {
         .find(|p| p.proposal.round == e.round())
         .map(|p| p.proposal.block_id.0.to_hex())
         .unwrap_or_default();
-    let total = e.validators().map_or(0, |s| s.total_power());
-    let votes: Vec<Value> = (0..=e.round().0)
-        .map(|r| {
-            let r = basalt_types::Round(r);
-            let pv = e.votes().power_any(r, basalt_types::VoteType::Prevote);
-            let pc = e.votes().power_any(r, basalt_types::VoteType::Precommit);
-            json!({"round": r.0, "prevotes": [], "prevotes_bit_array": format!("BA{{}} {pv}/{total}"),
-                "precommits": [], "precommits_bit_array": format!("BA{{}} {pc}/{total}")})
-        })
-        .collect();
+    let votes: Vec<Value> = match e.validators() {
+        None => Vec::new(),
+        Some(set) => (0..=e.round().0)
+            .map(|r| {
+                let r = basalt_types::Round(r);
+                let (prevotes, pv_bits) = round_votes(d, set, r, basalt_types::VoteType::Prevote);
+                let (precommits, pc_bits) =
+                    round_votes(d, set, r, basalt_types::VoteType::Precommit);
+                json!({"round": r.0, "prevotes": prevotes, "prevotes_bit_array": pv_bits,
+                    "precommits": precommits, "precommits_bit_array": pc_bits})
+            })
+            .collect(),
+    };
     let start = d
         .chain
         .last_header
@@ -131,13 +196,15 @@ fn round_state(d: &Driver, full: bool) -> Value {
         rs["step"] = json!(step_code(e.step()));
         rs["locked_round"] = json!(e.locked().map_or(-1, |(_, r)| i64::from(r.0)));
         rs["valid_round"] = json!(e.valid().map_or(-1, |(_, r)| i64::from(r.0)));
-        rs["validators"] = json!(e.validators().map(|s| s
-            .validators()
-            .iter()
-            .map(|v| shapes::validator(&v.public_key, v.voting_power, v.proposer_priority))
-            .collect::<Vec<_>>()));
-        rs["votes"] = json!(e.votes().all_votes().map(|v| json!({"type": format!("{:?}", v.vote.vote_type), "round": v.vote.round.0,
-            "validator": v.vote.validator.to_hex(), "block_id": v.vote.block_id.map(|b| b.0.to_hex())})).collect::<Vec<_>>());
+        rs["validators"] = json!({
+            "validators": e.validators().map(|s| s
+                .validators()
+                .iter()
+                .map(|v| shapes::validator(&v.public_key, v.voting_power, v.proposer_priority))
+                .collect::<Vec<_>>()),
+            "proposer": proposer,
+        });
+        rs["votes"] = rs["height_vote_set"].clone();
     }
     rs
 }

@@ -104,6 +104,9 @@ impl Pump {
                     NetEvent::PeerDisconnected(p) | NetEvent::PeerBanned(p) => {
                         book.lock().expect("peer book").remove(&p);
                     }
+                    // Identify asks again every five minutes: net_info names such a peer
+                    // from then on.
+                    NetEvent::PeerIdentified { .. } => {}
                     NetEvent::Request(r) => {
                         let no = SyncResponse::Refused("state syncing".into());
                         let _ = p2p.respond(r.id, wire::encode(&no));

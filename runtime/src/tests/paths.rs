@@ -201,6 +201,35 @@ fn downtime_jails_with_a_small_slash_then_unjail_after_the_jail_period() {
     });
     let lazy = Chain::addr(&c.consensus[3]);
     let v3 = op(&c, 3);
+    // `/signing_infos` counts the blocks each validator missed in the window.
+    let missed = |c: &Chain, who: Address| {
+        let infos = c.rt.query("/signing_infos").unwrap();
+        let info = infos
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["address"] == who.to_hex());
+        info.map_or(0, |i| i["missed_count"].as_u64().unwrap())
+    };
+    while missed(&c, lazy) < 3 {
+        assert!(c.rt.height() < 6, "missed blocks not counted");
+        let signers: BTreeSet<Address> =
+            c.all_signers().into_iter().filter(|a| *a != lazy).collect();
+        c.block_with(vec![], signers, vec![]);
+    }
+    assert_eq!(missed(&c, Chain::addr(&c.consensus[0])), 0);
+    // `/validators` names each record's consensus address and its operator's own bond.
+    let vals = c.rt.query("/validators").unwrap();
+    let v = (vals.as_array().unwrap().iter())
+        .find(|v| v["operator"] == v3.to_hex())
+        .unwrap();
+    assert_eq!(v["consensus_address"], lazy.to_hex());
+    assert_eq!(
+        v["self_bond"], v["tokens"],
+        "no delegations yet: all self-bonded"
+    );
+    let infos = c.rt.query("/signing_infos").unwrap();
+    assert!(infos.as_array().unwrap().iter().all(|i| i["window"] == 10));
     while !c.rt.staking().validator(&v3).unwrap().jailed {
         assert!(c.rt.height() < 30, "never jailed");
         let signers: BTreeSet<Address> =
