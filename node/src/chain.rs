@@ -209,12 +209,16 @@ impl Chain {
     ) -> Result<(), StoreError> {
         let state = self.runtime.take_changes();
         let meta = self.meta();
+        let events: Vec<_> = (applied.result.events.iter())
+            .map(|e| (e.kind.clone(), e.attributes.clone()))
+            .collect();
         let decided = Decided {
             block,
             commit,
             results: &applied.results,
             state: &state,
             meta: &meta,
+            events: &events,
         };
         if flush {
             store.save_block(&decided)

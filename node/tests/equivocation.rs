@@ -97,6 +97,45 @@ fn assert_punished(net: &Net, honest: &[usize], c: &Culprit) -> u64 {
             "gone at E+2"
         );
         assert!(!validator_addresses(net, k, tip).contains(&me));
+        // The evidence block reports the slash in its own events, and block_search finds it.
+        let r = net
+            .client(k)
+            .call(
+                "block_results",
+                json!({"height": evidence_height.to_string()}),
+            )
+            .unwrap();
+        let slash = (r["finalize_block_events"].as_array().unwrap().iter())
+            .find(|e| {
+                e["type"] == "slash"
+                    && e["attributes"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|a| a["key"] == "address" && a["value"] == me.as_str())
+            })
+            .unwrap_or_else(|| {
+                panic!("node{k}: no slash event for {me} at {evidence_height}: {r}")
+            });
+        let attr = |key: &str| {
+            (slash["attributes"].as_array().unwrap().iter())
+                .find(|a| a["key"] == key)
+                .map(|a| a["value"].clone())
+        };
+        assert_eq!(attr("reason"), Some(json!("double_sign")));
+        assert_eq!(attr("operator"), Some(json!(c.operator.to_hex())));
+        assert_eq!(attr("burned"), Some(json!(SLASHED.to_string())));
+        let found = net
+            .client(k)
+            .call(
+                "block_search",
+                json!({"query": format!("slash.address='{me}'")}),
+            )
+            .unwrap();
+        let heights: Vec<&str> = (found["blocks"].as_array().unwrap().iter())
+            .map(|b| b["block"]["header"]["height"].as_str().unwrap())
+            .collect();
+        assert_eq!(heights, [evidence_height.to_string()], "node{k}");
     }
     assert!(
         net.log_text(honest[0]).contains("committed evidence"),

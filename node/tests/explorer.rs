@@ -2,7 +2,7 @@
 //! (WebDriver), against a live 4-validator testnet: it loads with no console errors, the
 //! height advances on screen, a transfer sent during the test shows on its transaction and
 //! account pages and through the search box, a validator stopped during the test shows
-//! missed blocks, and the page fits a phone's width. Screenshots are kept under
+//! missed blocks and then its downtime slash, and the page fits a phone's width. Screenshots are kept under
 //! `target/explorer/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them
@@ -350,6 +350,34 @@ fn the_explorer_shows_the_live_chain_in_a_real_browser() {
         MINUTE,
         &text("height"),
         |v| as_u64(v).is_some_and(|x| x > h),
+    );
+    // Left down past half the downtime window, it is jailed with a small slash: the block
+    // reports it and the page lists it, with the validator's status.
+    let consensus =
+        basalt_node::keys::load(&basalt_node::home::Home::new(net.home(3)).validator_key_file())
+            .unwrap()
+            .public_key()
+            .address()
+            .to_hex();
+    browser.wait(
+        "the downtime slash in the list",
+        3 * MINUTE,
+        &format!("return [...document.querySelectorAll('#slashing-list li.slash[data-address=\"{consensus}\"]')].map(l => l.dataset.reason + '|' + l.textContent);"),
+        |v| {
+            v.as_array().is_some_and(|l| {
+                l.iter().any(|x| {
+                    x.as_str().is_some_and(|t| {
+                        t.starts_with("missing_signature|") && t.contains(&stopped)
+                    })
+                })
+            })
+        },
+    );
+    browser.wait(
+        "its status to say jailed",
+        MINUTE,
+        &format!("return (document.querySelector('#validators-table tr[data-address=\"{consensus}\"] .tag') || {{}}).textContent || null;"),
+        |v| v.as_str().is_some_and(|t| t.starts_with("jailed until #")),
     );
     browser.screenshot("explorer-desktop.png");
     let errors = browser.console_errors();

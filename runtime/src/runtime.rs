@@ -60,6 +60,22 @@ pub struct Event {
     pub attributes: Vec<(String, String)>,
 }
 
+/// A `slash` event: who (consensus address and operator), why, and what it burned.
+fn slash_event(address: Address, o: &SlashOutcome, reason: &str) -> Event {
+    Event::new(
+        "slash",
+        &[
+            ("address", address.to_hex()),
+            (
+                "operator",
+                o.operator.map(|a| a.to_hex()).unwrap_or_default(),
+            ),
+            ("reason", reason.to_string()),
+            ("burned", o.burned().to_string()),
+        ],
+    )
+}
+
 impl Event {
     fn new(kind: &str, attributes: &[(&str, String)]) -> Self {
         Event {
@@ -117,6 +133,11 @@ pub struct BlockResult {
     pub validator_updates: Vec<ValidatorUpdate>,
     /// The state after this block (goes into the header of block height + 1).
     pub app_hash: Hash,
+    /// The block's own events (CometBFT's `finalize_block_events`): a `slash` for each
+    /// validator this block punished, as the Cosmos SDK's slashing module reports them
+    /// (`address` its consensus address, `operator`, `reason` `double_sign` or
+    /// `missing_signature`, `burned` tokens).
+    pub events: Vec<Event>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -684,11 +705,13 @@ impl Runtime {
         }
         // Begin: evidence, then liveness from the previous block's commit.
         let mut evidence_results = Vec::with_capacity(ctx.evidence.len());
+        let mut events = Vec::new();
         for ev in &ctx.evidence {
             let Evidence::DuplicateVote(d) = ev;
             let result = self.staking.handle_double_sign(&self.chain_id, d, height);
             if let Ok(o) = &result {
                 self.supply.burned += o.burned();
+                events.push(slash_event(d.vote_a.vote.validator, o, "double_sign"));
             }
             evidence_results.push(result);
         }
@@ -698,6 +721,10 @@ impl Runtime {
                 .record_liveness(height, &ctx.last_commit_signers)
             {
                 self.supply.burned += o.burned();
+                let record = o.operator.and_then(|op| self.staking.validator(&op));
+                if let Some(r) = record {
+                    events.push(slash_event(r.consensus_address(), &o, "missing_signature"));
+                }
             }
         }
         // Transactions.
@@ -728,6 +755,7 @@ impl Runtime {
             evidence_results,
             validator_updates,
             app_hash: self.app_hash,
+            events,
         })
     }
 

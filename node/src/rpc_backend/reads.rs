@@ -524,7 +524,8 @@ impl ReadView<'_> {
         Ok(json!({
             "height": h.to_string(),
             "txs_results": if txs.is_empty() { Value::Null } else { Value::Array(txs) },
-            "finalize_block_events": [],
+            "finalize_block_events": self.store.block_events(h).map_err(internal)?
+                .iter().map(|(kind, attrs)| shapes::event(kind, attrs)).collect::<Vec<_>>(),
             "validator_updates": updates,
             "consensus_param_updates": null,
             "app_hash": shapes::b64(results.app_hash.as_bytes()),
@@ -574,16 +575,38 @@ impl ReadView<'_> {
             self.genesis.initial_height,
             self.last_height(),
         );
-        for h in lo..=hi {
-            if (h - lo) % 4096 == 0 {
-                self.budget.check()?;
-            }
-            let a = vec![
+        let attributes = |h: u64, events: &[(String, Vec<(String, String)>)]| {
+            let mut a = vec![
                 ("block.height".to_string(), h.to_string()),
                 ("tm.event".to_string(), "NewBlock".to_string()),
             ];
-            if query.matches(&a) {
-                hits.push(h);
+            for (kind, attrs) in events {
+                a.extend(
+                    attrs
+                        .iter()
+                        .map(|(k, v)| (format!("{kind}.{k}"), v.clone())),
+                );
+            }
+            a
+        };
+        // A condition on a block event (`slash.reason EXISTS`) can only hold where a block
+        // has events: those few heights are read, not every height.
+        let on_events =
+            (query.conditions.iter()).any(|c| c.key != "block.height" && c.key != "tm.event");
+        if on_events {
+            for (h, events) in self.store.blocks_with_events(lo, hi).map_err(internal)? {
+                if query.matches(&attributes(h, &events)) {
+                    hits.push(h);
+                }
+            }
+        } else {
+            for h in lo..=hi {
+                if (h - lo) % 4096 == 0 {
+                    self.budget.check()?;
+                }
+                if query.matches(&attributes(h, &[])) {
+                    hits.push(h);
+                }
             }
         }
         if desc {

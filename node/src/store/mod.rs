@@ -38,6 +38,9 @@ const META: u8 = b'M';
 const VALSET: u8 = b'V';
 const INDEX: u8 = b'I';
 const BLOCK_BY_ID: u8 = b'H';
+/// `F height` → the block's own events (`finalize_block_events`: slashes), only for blocks
+/// that have some.
+const BLOCK_EVENTS: u8 = b'F';
 
 /// Bytes of latest state kept in memory in front of sled (accounts, Merkle buckets and
 /// nodes): all of it for 100,000 accounts, the recently used part for more. 64 MiB kept
@@ -95,6 +98,9 @@ pub struct TxOutcome {
     /// `(type, [(key, value)])` pairs, CometBFT-style events.
     pub events: Vec<(String, Vec<(String, String)>)>,
 }
+
+/// A block's own events, `(type, [(key, value)])` as transactions' events are.
+pub type BlockEvents = Vec<(String, Vec<(String, String)>)>;
 
 /// A `T` record of the index: where a committed transaction is. The transaction and its
 /// outcome are read from the block and its results rather than stored a second time (a
@@ -205,6 +211,8 @@ pub struct Decided<'a> {
     /// The runtime's writes for the block ([`basalt_runtime::Runtime::take_changes`]).
     pub state: &'a StateChanges,
     pub meta: &'a ChainMeta,
+    /// The block's own events (`finalize_block_events`), `(type, [(key, value)])`.
+    pub events: &'a [(String, Vec<(String, String)>)],
 }
 
 #[derive(Clone)]
@@ -450,6 +458,34 @@ impl Store {
         self.get(&key(COMMIT, height))
     }
 
+    /// The block's own events (`finalize_block_events`); none for most blocks.
+    pub fn block_events(&self, height: u64) -> Result<BlockEvents, StoreError> {
+        Ok(self.get(&key(BLOCK_EVENTS, height))?.unwrap_or_default())
+    }
+
+    /// The heights in `from..=to` whose blocks have events of their own, with them (they
+    /// are few: one per slash, so all of them are read).
+    pub fn blocks_with_events(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, BlockEvents)>, StoreError> {
+        let mut out = Vec::new();
+        for (k, v) in self.db.scan_prefix(&[BLOCK_EVENTS])? {
+            let Some(h) = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            if (from..=to).contains(&h) {
+                out.push((h, decode(&k, &v)?));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn results(&self, height: u64) -> Result<Option<BlockResults>, StoreError> {
         let bytes = self.block_part(height, |b| {
             (b.block_len, b.at.len.saturating_sub(b.block_len))
@@ -566,6 +602,9 @@ impl Store {
         let emptied = self.put_state(&mut batch, h, d.state, d.meta, false)?;
         batch.insert(key(VALSET, h + 2), enc(&d.meta.schedule.next));
         self.put_block(&mut batch, block, commit, results)?;
+        if !d.events.is_empty() {
+            batch.insert(key(BLOCK_EVENTS, h), enc(&d.events));
+        }
         self.db.apply(batch)?;
         self.tree_segment_emptied(emptied);
         self.cache.write_through(d.state);

@@ -1,10 +1,11 @@
 //! Pruning: blocks below the retained window go with everything stored for them (location,
-//! commit, id, validator set), in bounded batches, and the store
+//! commit, id, validator set, block events), in bounded batches, and the store
 //! records the earliest height it still has; the blocks' segments go once all of a
 //! segment's heights are pruned.
 
 use super::{
-    key, prefixed, seglog, KvBatch, Store, StoreError, BLOCK, BLOCK_BY_ID, COMMIT, META, VALSET,
+    key, prefixed, seglog, KvBatch, Store, StoreError, BLOCK, BLOCK_BY_ID, BLOCK_EVENTS, COMMIT,
+    META, VALSET,
 };
 
 impl Store {
@@ -39,6 +40,7 @@ impl Store {
             batch.remove(key(BLOCK, h));
             batch.remove(key(COMMIT, h));
             batch.remove(key(VALSET, h));
+            batch.remove(key(BLOCK_EVENTS, h));
         }
         batch.insert(prefixed(META, b"earliest"), super::enc(&to));
         self.db.apply(batch)?;

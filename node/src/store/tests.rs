@@ -73,6 +73,7 @@ fn with_decided(
         results: &r,
         state: &state,
         meta: &meta,
+        events: &[],
     });
 }
 

@@ -293,7 +293,7 @@ async function refreshDashboard() {
   showCharts(metas);
   showBlocks(metas.slice(0, RECENT_BLOCKS));
   showValidators(vals);
-  await showSlashing(vals, metas);
+  await showSlashing(vals);
   if (net) showPeers(net);
 }
 
@@ -414,23 +414,28 @@ function showValidators({ set, records, missed, params }) {
     }))));
 }
 
-// Equivocation evidence in the charted blocks, and who is jailed or tombstoned now.
-async function showSlashing({ records }, metas) {
+// The chain's slashes (each block reports its own as `slash` events, found by
+// block_search), newest first, and who is jailed or tombstoned now.
+const REASONS = { double_sign: 'double signing', missing_signature: 'missing blocks (downtime)' };
+async function showSlashing({ records }) {
   const items = [];
-  const withEvidence = metas.filter((m) => m.header.evidence_hash);
-  for (const m of withEvidence.slice(0, 10)) {
-    const b = await maybe(rpc('block', { height: m.header.height }));
-    for (const e of (b && b.block.evidence.evidence) || []) {
-      const a = e.value && e.value.vote_a ? e.value.vote_a.validator_address : '?';
-      items.push(el('li', {}, 'Block ', blockLink(m.header.height), ': double signing by ',
-        el('strong', {}, chain.name(a)), ` (height ${e.value.vote_a.height}, round ${e.value.vote_a.round}) — slashed and tombstoned`));
+  const found = await maybe(rpc('block_search', { query: 'slash.reason EXISTS', order_by: 'desc', per_page: '20' }));
+  for (const b of (found && found.blocks) || []) {
+    const height = b.block.header.height;
+    const r = await maybe(rpc('block_results', { height }));
+    for (const e of (r && r.finalize_block_events) || []) {
+      if (e.type !== 'slash') continue;
+      const a = Object.fromEntries(e.attributes.map((x) => [x.key, x.value]));
+      items.push(el('li', { class: 'slash', 'data-address': a.address, 'data-reason': a.reason },
+        'Block ', blockLink(height), ': ', el('strong', {}, chain.name(a.address)),
+        ` slashed for ${REASONS[a.reason] || a.reason}, ${amount(a.burned)} burned`));
     }
   }
   for (const r of records) {
-    if (r.tombstoned) items.push(el('li', {}, el('strong', {}, r.moniker), ' is tombstoned (slashed for double signing; it can never return)'));
-    else if (r.jailed) items.push(el('li', {}, el('strong', {}, r.moniker), ` is jailed until block #${r.jailed_until} (slashed for downtime or double signing)`));
+    if (r.tombstoned) items.push(el('li', {}, el('strong', {}, r.moniker), ' is tombstoned (double signing: it can never return)'));
+    else if (r.jailed) items.push(el('li', {}, el('strong', {}, r.moniker), ` is jailed until block #${r.jailed_until}`));
   }
-  $('slashing-list').replaceChildren(items.length ? el('ul', {}, items) : el('p', { class: 'muted' }, 'Nobody is jailed, tombstoned or slashed in these blocks.'));
+  $('slashing-list').replaceChildren(items.length ? el('ul', {}, items) : el('p', { class: 'muted' }, 'Nobody has been slashed or jailed.'));
 }
 
 function showPeers(net) {

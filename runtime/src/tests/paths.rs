@@ -51,6 +51,7 @@ fn double_sign_slashes_bonded_and_later_unbonding_stake_jails_tombstones_and_lea
     let evidence = c.double_sign(0, 3);
     let Evidence::DuplicateVote(d) = &evidence;
     assert_eq!((d.validator_power, d.total_power), (170, 470));
+    let signer = d.vote_a.vote.validator;
     // Height 4: d1 undelegates 30M after the infraction: this entry is slashed too.
     let r = c.block(vec![c.tx(
         &d1,
@@ -71,6 +72,19 @@ fn double_sign_slashes_bonded_and_later_unbonding_stake_jails_tombstones_and_lea
     assert_eq!(outcome.from_unbonding, 1_500_000);
     assert_eq!(outcome.from_bonded, 7 * M);
     assert_eq!(c.rt.supply().burned - burned_before, 8_500_000);
+    // The block reports it: a `slash` event naming the signer, its operator, why and what
+    // was burned.
+    let slash = |kind: &str| {
+        vec![
+            ("address".to_string(), signer.to_hex()),
+            ("operator".to_string(), v0.to_hex()),
+            ("reason".to_string(), kind.to_string()),
+            ("burned".to_string(), "8500000".to_string()),
+        ]
+    };
+    assert_eq!(r.events.len(), 1);
+    assert_eq!(r.events[0].kind, "slash");
+    assert_eq!(r.events[0].attributes, slash("double_sign"));
     let v = c.rt.staking().validator(&v0).unwrap();
     assert_eq!(v.tokens, 113 * M);
     assert!(v.jailed && v.tombstoned);
@@ -230,13 +244,32 @@ fn downtime_jails_with_a_small_slash_then_unjail_after_the_jail_period() {
     );
     let infos = c.rt.query("/signing_infos").unwrap();
     assert!(infos.as_array().unwrap().iter().all(|i| i["window"] == 10));
+    let mut events = Vec::new();
     while !c.rt.staking().validator(&v3).unwrap().jailed {
         assert!(c.rt.height() < 30, "never jailed");
+        assert!(events.is_empty(), "a slash event before the jailing");
         let signers: BTreeSet<Address> =
             c.all_signers().into_iter().filter(|a| *a != lazy).collect();
-        c.block_with(vec![], signers, vec![]);
+        events = c.block_with(vec![], signers, vec![]).events;
     }
     let jailed_at = c.rt.height();
+    // The jailing block reports the slash.
+    assert_eq!(events.len(), 1);
+    let attrs: std::collections::BTreeMap<_, _> = events[0].attributes.iter().cloned().collect();
+    assert_eq!(events[0].kind, "slash");
+    assert_eq!(attrs["address"], lazy.to_hex());
+    assert_eq!(attrs["operator"], v3.to_hex());
+    assert_eq!(attrs["reason"], "missing_signature");
+    assert_eq!(attrs["burned"], "100000");
+    let vals = c.rt.query("/validators").unwrap();
+    let v = (vals.as_array().unwrap().iter())
+        .find(|v| v["operator"] == v3.to_hex())
+        .unwrap();
+    assert_eq!(v["tokens"], (10 * M - 100_000).to_string());
+    assert_eq!(
+        v["self_bond"], v["tokens"],
+        "the slash came out of the self-bond"
+    );
     // Window of 10 from height 2 (the first with a last commit), more than 5 missed.
     assert_eq!(jailed_at, 12);
     let v = c.rt.staking().validator(&v3).unwrap();
