@@ -396,3 +396,43 @@ fn the_indexer_ends_a_run_after_a_bounded_number_of_entries() {
         assert_eq!((found.height, found.index), (h, i));
     }
 }
+
+#[test]
+fn block_events_are_kept_for_the_blocks_that_have_them_and_pruned_with_them() {
+    let s = Store::in_memory(&MemKv::default());
+    let slash = |who: &str| {
+        vec![(
+            "slash".to_string(),
+            vec![("address".to_string(), who.to_string())],
+        )]
+    };
+    for h in 1..=8u64 {
+        let events = match h {
+            3 => slash("A"),
+            7 => slash("B"),
+            _ => vec![],
+        };
+        with_decided(&block(h), vec![], vec![], |d| {
+            s.save_block(&Decided {
+                events: &events,
+                ..*d
+            })
+            .unwrap()
+        });
+    }
+    assert_eq!(s.block_events(3).unwrap(), slash("A"));
+    assert!(s.block_events(4).unwrap().is_empty());
+    let heights = |from, to| -> Vec<u64> {
+        let found = s.blocks_with_events(from, to).unwrap();
+        found.into_iter().map(|(h, _)| h).collect()
+    };
+    assert_eq!(heights(1, 8), [3, 7]);
+    assert_eq!(heights(4, 8), [7]);
+    assert_eq!(heights(4, 6), Vec::<u64>::new());
+    s.prune_blocks(5, 100).unwrap();
+    assert!(
+        s.block_events(3).unwrap().is_empty(),
+        "pruned with its block"
+    );
+    assert_eq!(heights(1, 8), [7]);
+}
