@@ -341,7 +341,11 @@ impl Node {
                         since: now(),
                         moniker: String::new(),
                         version: String::new(),
-                        listen_addr: String::new(),
+                        // Until identify answers: the address dialled, for an outbound peer.
+                        listen_addr: outbound
+                            .then(|| tcp_host_port(&addr))
+                            .flatten()
+                            .unwrap_or_default(),
                     }),
                 );
                 self.step(Event::PeerConnected(peer), Origin::None)?;
@@ -353,10 +357,8 @@ impl Node {
             } => {
                 if let Some(info) = self.peer_info.get_mut(&peer) {
                     let (version, moniker) = parse_agent_version(&agent_version);
-                    let listen_addr = listen_addrs
-                        .iter()
-                        .find_map(tcp_host_port)
-                        .unwrap_or_default();
+                    let listen_addr = (listen_addrs.iter().find_map(tcp_host_port))
+                        .unwrap_or_else(|| info.listen_addr.clone());
                     *info = Arc::new(PeerInfo {
                         moniker,
                         version,
@@ -574,5 +576,37 @@ impl Node {
                 reply,
             });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_identify_answer_gives_its_version_moniker_and_listen_address() {
+        let (version, moniker) = parse_agent_version("basalt/0.1.0/validator one/eu");
+        assert_eq!(
+            (version.as_str(), moniker.as_str()),
+            ("0.1.0", "validator one/eu")
+        );
+        let (version, moniker) = parse_agent_version("rust-libp2p/0.47.0");
+        assert_eq!(
+            (version.as_str(), moniker.as_str()),
+            ("rust-libp2p/0.47.0", "")
+        );
+        let addr = |s: &str| s.parse::<basalt_p2p::Multiaddr>().unwrap();
+        assert_eq!(
+            tcp_host_port(&addr("/ip4/10.0.0.7/tcp/26656")).as_deref(),
+            Some("10.0.0.7:26656")
+        );
+        assert_eq!(
+            tcp_host_port(&addr(
+                "/ip6/::1/tcp/26656/p2p/12D3KooWR1dNFEnnghHqXtGXhtGAyVyFyGbgPpbXu8eEnAbSj8Ge"
+            ))
+            .as_deref(),
+            Some("[::1]:26656")
+        );
+        assert_eq!(tcp_host_port(&addr("/ip4/10.0.0.7/udp/9/quic-v1")), None);
     }
 }

@@ -322,16 +322,11 @@ impl ReadView<'_> {
                     "Duration": up_ns.to_string(), "Idle": "0", "Bytes": "0", "Samples": "0",
                     "InstRate": "0", "CurRate": "0", "AvgRate": "0", "PeakRate": "0",
                     "BytesRem": "0", "TimeRem": "0", "Progress": 0});
-                let listen_addr = if info.listen_addr.is_empty() && info.outbound {
-                    &info.addr
-                } else {
-                    &info.listen_addr
-                };
                 json!({
                     "node_info": {
                         "protocol_version": {"p2p": "8", "block": "11", "app": "0"},
                         "id": id.to_lowercase(),
-                        "listen_addr": listen_addr,
+                        "listen_addr": info.listen_addr,
                         "network": self.genesis.chain_id,
                         "version": info.version,
                         "channels": "",
