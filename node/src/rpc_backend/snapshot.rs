@@ -42,6 +42,7 @@ impl Snapshot {
         d: &Driver,
         peer_info: &std::collections::HashMap<PeerId, Arc<PeerInfo>>,
     ) -> Snapshot {
+        let round_state = round_state(d);
         Snapshot {
             last_height: d.last_height(),
             last_header: d.chain.last_header.clone(),
@@ -56,8 +57,8 @@ impl Snapshot {
                 .collect(),
             mempool_txs: d.mempool.len(),
             mempool_bytes: d.mempool.size_bytes(),
-            round_state: round_state(d, false),
-            round_state_full: round_state(d, true),
+            round_state_full: round_state_full(d, &round_state),
+            round_state,
         }
     }
 
@@ -147,7 +148,8 @@ fn round_votes(
     (list, bit_array)
 }
 
-fn round_state(d: &Driver, full: bool) -> Value {
+/// `consensus_state`'s round state.
+fn round_state(d: &Driver) -> Value {
     let e = &d.engine;
     let h = e.height().0;
     let proposer = e.validators().map(|s| {
@@ -181,7 +183,7 @@ fn round_state(d: &Driver, full: bool) -> Value {
         .as_ref()
         .map(|h| h.time)
         .unwrap_or_default();
-    let mut rs = json!({
+    json!({
         "height/round/step": format!("{h}/{}/{}", e.round().0, step_code(e.step())),
         "start_time": shapes::rfc3339(start),
         "proposal_block_hash": proposal,
@@ -189,22 +191,27 @@ fn round_state(d: &Driver, full: bool) -> Value {
         "valid_block_hash": hash_of(e.valid()),
         "height_vote_set": votes,
         "proposer": proposer,
+    })
+}
+
+/// `dump_consensus_state`'s: `short` (the vote lists are not built twice) with the height,
+/// round, step, locked and valid rounds as fields, the set and the votes again as `votes`.
+fn round_state_full(d: &Driver, short: &Value) -> Value {
+    let e = &d.engine;
+    let mut rs = short.clone();
+    rs["height"] = json!(e.height().0.to_string());
+    rs["round"] = json!(e.round().0);
+    rs["step"] = json!(step_code(e.step()));
+    rs["locked_round"] = json!(e.locked().map_or(-1, |(_, r)| i64::from(r.0)));
+    rs["valid_round"] = json!(e.valid().map_or(-1, |(_, r)| i64::from(r.0)));
+    rs["validators"] = json!({
+        "validators": e.validators().map(|s| s
+            .validators()
+            .iter()
+            .map(|v| shapes::validator(&v.public_key, v.voting_power, v.proposer_priority))
+            .collect::<Vec<_>>()),
+        "proposer": short["proposer"],
     });
-    if full {
-        rs["height"] = json!(h.to_string());
-        rs["round"] = json!(e.round().0);
-        rs["step"] = json!(step_code(e.step()));
-        rs["locked_round"] = json!(e.locked().map_or(-1, |(_, r)| i64::from(r.0)));
-        rs["valid_round"] = json!(e.valid().map_or(-1, |(_, r)| i64::from(r.0)));
-        rs["validators"] = json!({
-            "validators": e.validators().map(|s| s
-                .validators()
-                .iter()
-                .map(|v| shapes::validator(&v.public_key, v.voting_power, v.proposer_priority))
-                .collect::<Vec<_>>()),
-            "proposer": proposer,
-        });
-        rs["votes"] = rs["height_vote_set"].clone();
-    }
+    rs["votes"] = short["height_vote_set"].clone();
     rs
 }
