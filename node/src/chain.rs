@@ -209,9 +209,7 @@ impl Chain {
     ) -> Result<(), StoreError> {
         let state = self.runtime.take_changes();
         let meta = self.meta();
-        let events: Vec<_> = (applied.result.events.iter())
-            .map(|e| (e.kind.clone(), e.attributes.clone()))
-            .collect();
+        let events = stored_events(&applied.result.events);
         let decided = Decided {
             block,
             commit,
@@ -457,6 +455,13 @@ impl Chain {
     }
 }
 
+/// The stored form of the runtime's events.
+fn stored_events(events: &[basalt_runtime::Event]) -> crate::store::Events {
+    (events.iter())
+        .map(|e| (e.kind.clone(), e.attributes.clone()))
+        .collect()
+}
+
 /// The stored form of a block's execution result.
 fn results_of(height: u64, result: &BlockResult) -> BlockResults {
     BlockResults {
@@ -467,11 +472,7 @@ fn results_of(height: u64, result: &BlockResult) -> BlockResults {
             .map(|r| TxOutcome {
                 code: r.code,
                 log: r.log.clone(),
-                events: r
-                    .events
-                    .iter()
-                    .map(|e| (e.kind.clone(), e.attributes.clone()))
-                    .collect(),
+                events: stored_events(&r.events),
             })
             .collect(),
         app_hash: result.app_hash,

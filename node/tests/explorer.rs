@@ -198,12 +198,6 @@ fn artefacts() -> PathBuf {
         .join("explorer")
 }
 
-fn moniker(net: &Net, k: usize) -> String {
-    let text = std::fs::read_to_string(net.home(k).join("config/config.toml")).unwrap();
-    let v: toml::Value = toml::from_str(&text).unwrap();
-    v["moniker"].as_str().unwrap().to_string()
-}
-
 fn as_u64(v: &Value) -> Option<u64> {
     v.as_str().and_then(|s| s.replace(',', "").parse().ok())
 }
@@ -248,7 +242,7 @@ fn the_explorer_shows_the_live_chain_in_a_real_browser() {
                 .filter_map(|m| m.as_str().map(String::from))
                 .collect();
             got.sort();
-            got == (1..4).map(|k| moniker(&net, k)).collect::<Vec<_>>()
+            got == (1..4).map(|k| net.moniker(k)).collect::<Vec<_>>()
         });
     browser.wait("prevote and precommit bars", MINUTE,
         "return document.getElementById('pv-text').textContent + '|' + document.getElementById('pc-text').textContent;",
@@ -321,7 +315,7 @@ fn the_explorer_shows_the_live_chain_in_a_real_browser() {
     );
 
     // A validator stopped now shows missed blocks in the table.
-    let stopped = moniker(&net, 3);
+    let stopped = net.moniker(3);
     net.kill(3);
     browser.goto(&page);
     let rows_of = |v: &Value| -> Vec<(String, String)> {

@@ -46,12 +46,7 @@ fn a_real_cometbft_client_parses_every_method_and_the_content_is_right() {
 
         // Real peers: each named as its operator named it (libp2p identify), with the
         // address it listens on and how long the connection has been up.
-        let moniker = |k: usize| {
-            let text = std::fs::read_to_string(net.home(k).join("config/config.toml")).unwrap();
-            let v: toml::Value = toml::from_str(&text).unwrap();
-            v["moniker"].as_str().unwrap().to_string()
-        };
-        let mut expected: Vec<String> = (1..4).map(moniker).collect();
+        let mut expected: Vec<String> = (1..4).map(|k| net.moniker(k)).collect();
         expected.sort();
         let mut ni = c.net_info().await.expect("net_info");
         for _ in 0..50 {

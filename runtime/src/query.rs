@@ -118,9 +118,10 @@ impl Runtime {
                     .map(|record| ValidatorView {
                         record,
                         consensus_address: record.consensus_address(),
-                        self_bond: (self.staking.delegations)
-                            .get(&(record.operator, record.operator))
-                            .map_or(0, |shares| record.tokens_for(*shares)),
+                        self_bond: record.tokens_for(
+                            self.staking
+                                .delegation_shares(&record.operator, &record.operator),
+                        ),
                     })
                     .collect::<Vec<_>>(),
             )),

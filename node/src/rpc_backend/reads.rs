@@ -314,10 +314,7 @@ impl ReadView<'_> {
             .iter()
             .map(|(p, height, info)| {
                 let id = &Hash::digest(&p.to_bytes()).to_hex()[..40];
-                let up_ns = (i128::from(now.seconds - info.since.seconds) * 1_000_000_000
-                    + i128::from(now.nanos)
-                    - i128::from(info.since.nanos))
-                .max(0);
+                let up_ns = (now.as_nanos() - info.since.as_nanos()).max(0);
                 let monitor = json!({"Active": true, "Start": shapes::rfc3339(info.since),
                     "Duration": up_ns.to_string(), "Idle": "0", "Bytes": "0", "Samples": "0",
                     "InstRate": "0", "CurRate": "0", "AvgRate": "0", "PeakRate": "0",
@@ -575,13 +572,7 @@ impl ReadView<'_> {
                 ("block.height".to_string(), h.to_string()),
                 ("tm.event".to_string(), "NewBlock".to_string()),
             ];
-            for (kind, attrs) in events {
-                a.extend(
-                    attrs
-                        .iter()
-                        .map(|(k, v)| (format!("{kind}.{k}"), v.clone())),
-                );
-            }
+            a.extend(crate::store::event_attributes(events));
             a
         };
         // A condition on a block event (`slash.reason EXISTS`) can only hold where a block

@@ -96,11 +96,11 @@ pub struct TxOutcome {
     pub code: u32,
     pub log: String,
     /// `(type, [(key, value)])` pairs, CometBFT-style events.
-    pub events: Vec<(String, Vec<(String, String)>)>,
+    pub events: Events,
 }
 
-/// A block's own events, `(type, [(key, value)])` as transactions' events are.
-pub type BlockEvents = Vec<(String, Vec<(String, String)>)>;
+/// CometBFT-style events as stored, a transaction's or a block's own: `(type, [(key, value)])`.
+pub type Events = Vec<(String, Vec<(String, String)>)>;
 
 /// A `T` record of the index: where a committed transaction is. The transaction and its
 /// outcome are read from the block and its results rather than stored a second time (a
@@ -148,8 +148,8 @@ impl TxRecord {
     }
 }
 
-/// The composite `type.key = value` attributes of a transaction's events.
-fn event_attributes(
+/// The composite `type.key = value` attributes of events (a transaction's, a block's).
+pub fn event_attributes(
     events: &[(String, Vec<(String, String)>)],
 ) -> impl Iterator<Item = (String, String)> + '_ {
     events.iter().flat_map(|(kind, attrs)| {
@@ -211,7 +211,7 @@ pub struct Decided<'a> {
     /// The runtime's writes for the block ([`basalt_runtime::Runtime::take_changes`]).
     pub state: &'a StateChanges,
     pub meta: &'a ChainMeta,
-    /// The block's own events (`finalize_block_events`), `(type, [(key, value)])`.
+    /// The block's own events (`finalize_block_events`).
     pub events: &'a [(String, Vec<(String, String)>)],
 }
 
@@ -459,17 +459,13 @@ impl Store {
     }
 
     /// The block's own events (`finalize_block_events`); none for most blocks.
-    pub fn block_events(&self, height: u64) -> Result<BlockEvents, StoreError> {
+    pub fn block_events(&self, height: u64) -> Result<Events, StoreError> {
         Ok(self.get(&key(BLOCK_EVENTS, height))?.unwrap_or_default())
     }
 
     /// The heights in `from..=to` whose blocks have events of their own, with them (they
     /// are few: one per slash, so all of them are read).
-    pub fn blocks_with_events(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<(u64, BlockEvents)>, StoreError> {
+    pub fn blocks_with_events(&self, from: u64, to: u64) -> Result<Vec<(u64, Events)>, StoreError> {
         let mut out = Vec::new();
         for (k, v) in self.db.scan_prefix(&[BLOCK_EVENTS])? {
             let Some(h) = k

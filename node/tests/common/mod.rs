@@ -105,6 +105,13 @@ impl Net {
         std::fs::write(&path, text.replace(from, to)).unwrap();
     }
 
+    /// Node k's moniker, from its config.toml.
+    pub fn moniker(&self, k: usize) -> String {
+        let text = std::fs::read_to_string(self.home(k).join("config/config.toml")).unwrap();
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        v["moniker"].as_str().unwrap().to_string()
+    }
+
     pub fn log(&self, k: usize) -> PathBuf {
         self.home(k).join("node.log")
     }

@@ -164,13 +164,18 @@ const chain = {
 
 let stopView = () => {};
 
+// Replaces the view with one error message.
+function showError(message) {
+  $('view').replaceChildren(el('div', { class: 'card error', id: 'error' }, message));
+}
+
 function route() {
   stopView();
   stopView = () => {};
   const [, kind, arg] = (location.hash || '#/').split('/');
   const view = $('view');
   view.replaceChildren();
-  const show = (p) => p.catch((e) => view.replaceChildren(el('div', { class: 'card error', id: 'error' }, e.message)));
+  const show = (p) => p.catch((e) => showError(e.message));
   if (kind === 'block' && arg) show(blockView(view, arg));
   else if (kind === 'tx' && arg) show(txView(view, arg));
   else if (kind === 'account' && arg) show(accountView(view, arg));
@@ -187,11 +192,10 @@ async function search(q) {
     if (tx) { location.hash = '#/tx/' + h; return; }
     const b = await maybe(rpc('block_by_hash', { hash: '0x' + h }));
     if (b && b.block) { location.hash = '#/block/' + b.block.header.height; return; }
-    $('view').replaceChildren(el('div', { class: 'card error', id: 'error' }, `No transaction or block has hash ${h}.`));
+    showError(`No transaction or block has hash ${h}.`);
     return;
   }
-  $('view').replaceChildren(el('div', { class: 'card error', id: 'error' },
-    'Search by block height, a 64-digit transaction or block hash, or a 40-digit address.'));
+  showError('Search by block height, a 64-digit transaction or block hash, or a 40-digit address.');
 }
 
 // The dashboard: round state, charts, recent blocks, validators, slashing, mempool, peers.
@@ -567,7 +571,7 @@ async function accountView(view, addr) {
 window.addEventListener('hashchange', route);
 $('search').addEventListener('submit', (e) => {
   e.preventDefault();
-  search($('q').value).catch((err) => $('view').replaceChildren(el('div', { class: 'card error', id: 'error' }, err.message)));
+  search($('q').value).catch((err) => showError(err.message));
 });
 live.connect();
 route();
