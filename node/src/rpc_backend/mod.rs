@@ -4,6 +4,7 @@
 //! through a bounded channel into the node task.
 
 pub mod reads;
+pub mod round_state;
 pub mod snapshot;
 pub mod state_query;
 

@@ -159,9 +159,11 @@ impl ReadView<'_> {
                 )
             }
             "block_results" => self.block_results(params),
-            "consensus_state" => Ok(json!({"round_state": self.snap.round_state})),
+            "consensus_state" => Ok(
+                json!({"round_state": super::round_state::round_state(self.snap.round.as_deref())}),
+            ),
             "dump_consensus_state" => Ok(json!({
-                "round_state": self.snap.round_state_full,
+                "round_state": super::round_state::round_state_full(self.snap.round.as_deref()),
                 "peers": self.snap.peers.iter().map(|(p, h, _)| json!({"node_address": p.to_string(), "peer_state": {"last_height": h.to_string()}})).collect::<Vec<_>>(),
             })),
             "tx" | "tx_search" if !self.store.indexes_txs() => {
