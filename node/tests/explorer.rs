@@ -235,6 +235,12 @@ fn the_explorer_shows_the_live_chain_in_a_real_browser() {
         "return document.querySelectorAll('#blocks-table tr[data-height]').length;",
         |v| v.as_u64().is_some_and(|n| n > 0),
     );
+    browser.wait(
+        "bars in the block-time and transactions charts",
+        MINUTE,
+        "return ['time-chart', 'tx-chart'].map(id => document.querySelectorAll('#' + id + ' svg rect').length);",
+        |v| v.as_array().is_some_and(|a| a.len() == 2 && a.iter().all(|n| n.as_u64().is_some_and(|n| n > 0))),
+    );
     browser.wait("three peers, by moniker", MINUTE,
         "return [...document.querySelectorAll('#peers-table tbody tr')].map(r => r.cells[0].textContent);",
         |v| {
